@@ -1,0 +1,171 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/google/uuid"
+)
+
+// Type names the kind of an event.
+type Type string
+
+const (
+	TypeDeploy   Type = "deploy"
+	TypeMetrics  Type = "metrics"
+	TypeIncident Type = "incident"
+)
+
+// Event is what every event type has: a stable id used for deduplication, a
+// type, an event time and the service it concerns.
+type Event interface {
+	EventType() Type
+	// EventID is unique per fact and the same when the fact is sent again;
+	// it is the JetStream Nats-Msg-Id and the ClickHouse deduplication key.
+	EventID() string
+	EventTime() Time
+	EventService() string
+}
+
+// idNamespace makes derived ids deploywatch's own UUIDv5 space.
+var idNamespace = uuid.MustParse("6b1c2a0e-5d1f-4c57-9a55-2f7d3c1e8b90")
+
+func derivedID(kind string, parts ...string) string {
+	var buf bytes.Buffer
+	buf.WriteString(kind)
+	for _, p := range parts {
+		buf.WriteByte(0)
+		buf.WriteString(p)
+	}
+	return uuid.NewSHA1(idNamespace, buf.Bytes()).String()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// DecodeEvent decodes one event whose kind its "type" field names, normalizes
+// it and validates it. Field names in errors start with prefix.
+func DecodeEvent(raw []byte, prefix string) (Event, error) {
+	var head struct {
+		Type Type `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, decodeError(err, prefix)
+	}
+	switch head.Type {
+	case TypeDeploy:
+		var d Deploy
+		return &d, DecodeInto(raw, &d, prefix)
+	case TypeMetrics:
+		var b MetricsBatch
+		return &b, DecodeInto(raw, &b, prefix)
+	case TypeIncident:
+		var in Incident
+		return &in, DecodeInto(raw, &in, prefix)
+	case "":
+		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: "is required: one of deploy, metrics, incident"}}}
+	default:
+		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: fmt.Sprintf("must be one of deploy, metrics, incident; got %q", head.Type)}}}
+	}
+}
+
+// decodable is an event that can normalize and validate itself.
+type decodable interface {
+	Event
+	validate(p *problems, prefix string)
+}
+
+// DecodeInto decodes raw into ev (a *Deploy, *MetricsBatch or *Incident),
+// normalizes and validates it. Unknown fields are rejected so that a misspelt
+// field is reported instead of silently dropped.
+func DecodeInto(raw []byte, ev Event, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(ev); err != nil {
+		return decodeError(err, prefix)
+	}
+	if dec.More() {
+		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: "has data after the JSON value: send one JSON document"}}}
+	}
+	wantType := ev.EventType()
+	var p problems
+	switch e := ev.(type) {
+	case *Deploy:
+		checkType(&p, prefix, e.Type, wantType)
+		e.Normalize()
+	case *MetricsBatch:
+		checkType(&p, prefix, e.Type, wantType)
+		e.Normalize(raw)
+	case *Incident:
+		checkType(&p, prefix, e.Type, wantType)
+		e.Normalize()
+	default:
+		return fmt.Errorf("cannot decode events of type %T", ev)
+	}
+	ev.(decodable).validate(&p, prefix)
+	return p.err()
+}
+
+func checkType(p *problems, prefix string, got, want Type) {
+	if got != "" && got != want {
+		p.addf(join(prefix, "type"), "is %q but this route takes %q events", got, want)
+	}
+}
+
+func fieldOrBody(prefix string) string {
+	if prefix == "" {
+		return "body"
+	}
+	return prefix
+}
+
+// decodeError turns a JSON decoding error into a ValidationError naming the field.
+func decodeError(err error, prefix string) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: "must be a JSON object"}}}
+		}
+		return &ValidationError{Fields: []FieldError{{Field: join(prefix, field), Problem: "must be a JSON " + jsonKind(typeErr.Type.Kind().String()) + ", got " + typeErr.Value}}}
+	case errors.As(err, &syntaxErr):
+		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: fmt.Sprintf("is not valid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())}}}
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: "is empty: send a JSON object"}}}
+	default:
+		msg := err.Error()
+		if f, ok := unknownField(msg); ok {
+			return &ValidationError{Fields: []FieldError{{Field: join(prefix, f), Problem: "is not a known field: check its spelling against the JSON Schema under schema/"}}}
+		}
+		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: msg}}}
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "slice", "array":
+		return "array"
+	case "map", "struct", "ptr":
+		return "object"
+	case "bool":
+		return "boolean"
+	default:
+		return "number"
+	}
+}
+
+// unknownField extracts the name from encoding/json's `json: unknown field "x"`.
+func unknownField(msg string) (string, bool) {
+	const p = `json: unknown field "`
+	if len(msg) > len(p) && msg[:len(p)] == p {
+		return msg[len(p) : len(msg)-1], true
+	}
+	return "", false
+}
