@@ -1,6 +1,6 @@
 module github.com/deploywatch/deploywatch
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
@@ -36,5 +36,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	gopkg.in/yaml.v2 v2.4.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

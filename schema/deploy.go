@@ -1,7 +1,9 @@
 package schema
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -162,7 +164,8 @@ func (d *Deploy) validate(p *problems, prefix string) {
 	if len(d.Labels) > maxLabels {
 		p.addf(join(prefix, "labels"), "has %d labels; the limit is %d", len(d.Labels), maxLabels)
 	}
-	for k, v := range d.Labels {
+	for _, k := range slices.Sorted(maps.Keys(d.Labels)) { // the same input, the same answer
+		v := d.Labels[k]
 		if k == "" || len(k) > 128 {
 			p.addf(join(prefix, "labels"), "label name %q must be 1-128 bytes", k)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -49,6 +50,9 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // DecodeEvent decodes one event whose kind its "type" field names, normalizes
 // it and validates it. Field names in errors start with prefix.
 func DecodeEvent(raw []byte, prefix string) (Event, error) {
+	if len(bytes.TrimLeft(raw, jsonSpace)) == 0 {
+		return nil, &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: "is empty: send a JSON object"}}}
+	}
 	var head struct {
 		Type Type `json:"type"`
 	}
@@ -84,10 +88,22 @@ type decodable interface {
 func DecodeInto(raw []byte, ev Event, prefix string) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
+	var shape problems
 	if err := dec.Decode(ev); err != nil {
-		return decodeError(err, prefix)
-	}
-	if dec.More() {
+		if !decodedPartly(err) {
+			return decodeError(err, prefix)
+		}
+		// encoding/json names only the first unknown field or value of the
+		// wrong kind, and without array indices; it has decoded the rest. Name
+		// them all, then validate the rest too.
+		if complete := checkShape(&shape, raw, ev, prefix); !complete || len(shape.list) == 0 {
+			if len(shape.list) == 0 {
+				return decodeError(err, prefix)
+			}
+			return shape.err()
+		}
+	} else if len(bytes.TrimLeft(raw[dec.InputOffset():], jsonSpace)) > 0 {
+		// dec.More() would miss a stray ']' or '}'.
 		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: "has data after the JSON value: send one JSON document"}}}
 	}
 	wantType := ev.EventType()
@@ -106,7 +122,42 @@ func DecodeInto(raw []byte, ev Event, prefix string) error {
 		return fmt.Errorf("cannot decode events of type %T", ev)
 	}
 	ev.(decodable).validate(&p, prefix)
-	return p.err()
+	if len(shape.list) == 0 {
+		return p.err()
+	}
+	// A field of the wrong kind was left empty: do not also call it missing.
+	shaped := shape.list[:len(shape.list):len(shape.list)]
+	for _, fe := range p.list {
+		if !coveredBy(fe.Field, shaped) {
+			shape.list = append(shape.list, fe)
+		}
+	}
+	return shape.err()
+}
+
+// jsonSpace is the white space JSON allows between values.
+const jsonSpace = " \t\r\n"
+
+// decodedPartly reports whether encoding/json went on decoding after err: it
+// does after an unknown field or a value of the wrong kind inside the object,
+// not after a syntax error or when the document is not an object at all.
+func decodedPartly(err error) bool {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return typeErr.Field != ""
+	}
+	_, unknown := unknownField(err.Error())
+	return unknown
+}
+
+// coveredBy reports whether field is one of the fields in list or lies within one.
+func coveredBy(field string, list []FieldError) bool {
+	for _, fe := range list {
+		if field == fe.Field || (strings.HasPrefix(field, fe.Field) && (field[len(fe.Field)] == '.' || field[len(fe.Field)] == '[')) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkType(p *problems, prefix string, got, want Type) {
@@ -140,7 +191,7 @@ func decodeError(err error, prefix string) error {
 	default:
 		msg := err.Error()
 		if f, ok := unknownField(msg); ok {
-			return &ValidationError{Fields: []FieldError{{Field: join(prefix, f), Problem: "is not a known field: check its spelling against the JSON Schema under schema/"}}}
+			return &ValidationError{Fields: []FieldError{{Field: join(prefix, f), Problem: unknownFieldProblem}}}
 		}
 		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: msg}}}
 	}
@@ -160,6 +211,8 @@ func jsonKind(goKind string) string {
 		return "number"
 	}
 }
+
+const unknownFieldProblem = "is not a known field: check its spelling against the event's JSON Schema"
 
 // unknownField extracts the name from encoding/json's `json: unknown field "x"`.
 func unknownField(msg string) (string, bool) {

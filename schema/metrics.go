@@ -43,9 +43,10 @@ type LatencyQuantiles struct {
 
 // LatencyHistogram counts responses by duration: Counts[i] responses took at most
 // BoundsMs[i] (and more than BoundsMs[i-1]); the last count is above the last bound.
+// Counts are Counts like requests and errors, so they take the same numbers.
 type LatencyHistogram struct {
 	BoundsMs []float64 `json:"bounds_ms"`
-	Counts   []uint64  `json:"counts"`
+	Counts   []Count   `json:"counts"`
 }
 
 func (b *MetricsBatch) EventType() Type      { return TypeMetrics }
@@ -171,6 +172,12 @@ func (s *Sample) validate(p *problems, prefix string) {
 		if len(h.Counts) != len(h.BoundsMs)+1 {
 			p.addf(join(hp, "counts"), "has %d counts for %d bounds: send one more count than bounds (the last counts responses above the last bound)", len(h.Counts), len(h.BoundsMs))
 		}
+		for i := range h.Counts {
+			if len(p.list) >= maxReportedProblems {
+				break
+			}
+			h.Counts[i].check(p, join(hp, "counts")+"["+itoa(i)+"]")
+		}
 	}
 }
 
@@ -182,10 +189,15 @@ func (b *MetricsBatch) Split(max int) []MetricsBatch {
 		return []MetricsBatch{*b}
 	}
 	n := (len(b.Samples) + max - 1) / max
+	// A part is a batch of its own and its id must be valid as one.
+	base := b.ID
+	if len(base)+len("."+itoa(n)+"of"+itoa(n)) > maxIDLen {
+		base = derivedID("metrics-part", b.ID)
+	}
 	parts := make([]MetricsBatch, 0, n)
 	for i := 0; i < n; i++ {
 		part := *b
-		part.ID = b.ID + "." + itoa(i+1) + "of" + itoa(n)
+		part.ID = base + "." + itoa(i+1) + "of" + itoa(n)
 		part.Samples = b.Samples[i*max : min((i+1)*max, len(b.Samples))]
 		parts = append(parts, part)
 	}

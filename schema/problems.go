@@ -61,6 +61,9 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // idPattern is what a sender-chosen event id may look like (UUIDs, ULIDs, CI run ids).
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
+// maxIDLen is the longest id idPattern takes.
+const maxIDLen = 128
+
 func checkName(p *problems, field, value string, required bool) {
 	switch {
 	case value == "" && required:

@@ -47,3 +47,11 @@ func SubjectToken(service string) string {
 	}
 	return strings.ReplaceAll(service, ".", "_")
 }
+
+// Message is one event as the event log stores it: the subject, the
+// deduplication id (Nats-Msg-Id) and the JSON body.
+type Message struct {
+	Subject string
+	ID      string
+	Data    []byte
+}

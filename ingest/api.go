@@ -1,0 +1,149 @@
+package ingest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/deploywatch/deploywatch/schema"
+)
+
+// Publisher writes messages to the event log and returns only after every one
+// was acknowledged.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []schema.Message) error
+}
+
+// DeployReader reads deploys' folded state from the projection.
+type DeployReader interface {
+	ListDeploys(ctx context.Context, f schema.DeployFilter) ([]schema.DeployState, error)
+	// GetDeploy returns schema.ErrNotFound for an unknown id.
+	GetDeploy(ctx context.Context, id string) (schema.DeployState, error)
+}
+
+// Check tells whether a dependency is reachable, for /readyz.
+type Check func(ctx context.Context) error
+
+// Config holds the API's settings.
+type Config struct {
+	// MaxBodyBytes bounds a request body after decompression; 0 means 10 MiB.
+	MaxBodyBytes int64
+	// APITokens, when any are set, are required as bearer tokens on /api/ routes.
+	APITokens []string
+	// MaxSamplesPerMessage splits large metric batches into event log messages.
+	MaxSamplesPerMessage int
+	// RetryAfter is what a 503 tells the sender to wait.
+	RetryAfter time.Duration
+	// Checks are run by /readyz, by name.
+	Checks  map[string]Check
+	Logger  *slog.Logger
+	Metrics *metrics.Set
+}
+
+// API serves the HTTP routes.
+type API struct {
+	cfg     Config
+	pub     Publisher
+	deploys DeployReader
+	log     *slog.Logger
+	metrics *metrics.Set
+	tokens  tokenSet
+
+	samplesPerRequest *metrics.Histogram
+	rejected          *metrics.Counter
+}
+
+// New builds the API. deploys may be nil when no projection is wired (the read
+// routes then answer 503).
+func New(cfg Config, pub Publisher, deploys DeployReader) *API {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 10 << 20
+	}
+	if cfg.MaxSamplesPerMessage <= 0 {
+		cfg.MaxSamplesPerMessage = 1000
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	return &API{
+		cfg:               cfg,
+		pub:               pub,
+		deploys:           deploys,
+		log:               cfg.Logger,
+		metrics:           cfg.Metrics,
+		tokens:            newTokenSet(cfg.APITokens),
+		samplesPerRequest: cfg.Metrics.GetOrCreateHistogram(`deploywatch_ingest_samples_per_request`),
+		rejected:          cfg.Metrics.GetOrCreateCounter(`deploywatch_ingest_rejected_requests_total`),
+	}
+}
+
+// Handler returns the routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.handle(mux, "POST /api/v1/events", true, a.postEvents)
+	a.handle(mux, "POST /api/v1/deploys", true, a.postDeploy)
+	a.handle(mux, "POST /api/v1/metrics", true, a.postMetrics)
+	a.handle(mux, "GET /api/v1/deploys", true, a.listDeploys)
+	a.handle(mux, "GET /api/v1/deploys/{id}", true, a.getDeploy)
+	a.handle(mux, "GET /api/v1/schemas/{name}", false, a.getSchema)
+	a.handle(mux, "GET /healthz", false, a.healthz)
+	a.handle(mux, "GET /readyz", false, a.readyz)
+	a.handle(mux, "GET /metrics", false, a.writeMetrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path+": see the README for the API", nil)
+	})
+	return mux
+}
+
+// handle registers h under pattern with metrics and, when protected, authentication.
+func (a *API) handle(mux *http.ServeMux, pattern string, protected bool, h http.HandlerFunc) {
+	route := pattern
+	requests := func(code int) *metrics.Counter {
+		return a.metrics.GetOrCreateCounter(`deploywatch_http_requests_total{route="` + route + `",code="` + itoa(code) + `"}`)
+	}
+	duration := a.metrics.GetOrCreateHistogram(`deploywatch_http_request_duration_seconds{route="` + route + `"}`)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		if protected && !a.tokens.allows(r) {
+			rec.Header().Set("WWW-Authenticate", `Bearer realm="deploywatch"`)
+			writeError(rec, http.StatusUnauthorized, "missing or wrong API token: send Authorization: Bearer <token> with one of the configured --api-tokens", nil)
+		} else {
+			h(rec, r)
+		}
+		requests(rec.code).Inc()
+		duration.UpdateDuration(start)
+	})
+}
+
+// NewServer wraps h in an http.Server with timeouts, so slow or stuck clients
+// cannot hold connections for ever.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}

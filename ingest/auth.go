@@ -1,0 +1,40 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// tokenSet holds the SHA-256 of each accepted token. Comparing fixed-length
+// hashes in constant time, against every token without stopping early, tells
+// an attacker nothing about a token's length or prefix.
+type tokenSet [][sha256.Size]byte
+
+func newTokenSet(tokens []string) tokenSet {
+	var s tokenSet
+	for _, t := range tokens {
+		if t = strings.TrimSpace(t); t != "" {
+			s = append(s, sha256.Sum256([]byte(t)))
+		}
+	}
+	return s
+}
+
+// allows reports whether r carries an accepted bearer token (or no tokens are configured).
+func (s tokenSet) allows(r *http.Request) bool {
+	if len(s) == 0 {
+		return true
+	}
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(given)))
+	match := 0
+	for i := range s {
+		match |= subtle.ConstantTimeCompare(sum[:], s[i][:])
+	}
+	return match == 1
+}

@@ -1,0 +1,243 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/deploywatch/deploywatch/schema"
+)
+
+// accepted is the answer to a successful POST.
+type accepted struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids,omitempty"`
+}
+
+func (a *API) postEvents(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	events, err := decodeEvents(body)
+	if err != nil {
+		a.reject(w, err)
+		return
+	}
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = eventID(ev)
+	}
+	a.publish(w, r, events, accepted{Accepted: len(events), IDs: ids})
+}
+
+func (a *API) postDeploy(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	var d schema.Deploy
+	if err := schema.DecodeInto(body, &d, ""); err != nil {
+		a.reject(w, err)
+		return
+	}
+	a.publish(w, r, []schema.Event{&d}, accepted{Accepted: 1, IDs: []string{d.ID}})
+}
+
+func (a *API) postMetrics(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	var b schema.MetricsBatch
+	if err := schema.DecodeInto(body, &b, ""); err != nil {
+		a.reject(w, err)
+		return
+	}
+	a.samplesPerRequest.Update(float64(len(b.Samples)))
+	a.publish(w, r, []schema.Event{&b}, accepted{Accepted: len(b.Samples), IDs: []string{b.ID}})
+}
+
+// eventID is the id a sender uses to refer to the event later: a deploy's or
+// an incident's own id (shared by its status changes), a batch's id.
+func eventID(ev schema.Event) string {
+	switch e := ev.(type) {
+	case *schema.Deploy:
+		return e.ID
+	case *schema.Incident:
+		return e.ID
+	default:
+		return ev.EventID()
+	}
+}
+
+// decodeEvents takes one event or an array of them, and reports the problems
+// of all of them at once.
+func decodeEvents(body []byte) ([]schema.Event, error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		ev, err := schema.DecodeEvent(body, "")
+		if err != nil {
+			return nil, err
+		}
+		return []schema.Event{ev}, nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, &schema.ValidationError{Fields: []schema.FieldError{{Field: "body", Problem: "is not a valid JSON array of events: " + err.Error()}}}
+	}
+	if len(raws) == 0 {
+		return nil, &schema.ValidationError{Fields: []schema.FieldError{{Field: "body", Problem: "is an empty array: send at least one event"}}}
+	}
+	events := make([]schema.Event, 0, len(raws))
+	var all schema.ValidationError
+	for i, raw := range raws {
+		ev, err := schema.DecodeEvent(raw, "["+strconv.Itoa(i)+"]")
+		var verr *schema.ValidationError
+		switch {
+		case errors.As(err, &verr):
+			all.Fields = append(all.Fields, verr.Fields...)
+		case err != nil:
+			return nil, err
+		default:
+			events = append(events, ev)
+		}
+	}
+	if len(all.Fields) > 0 {
+		return nil, &all
+	}
+	return events, nil
+}
+
+// publish encodes events into event log messages, publishes them all and
+// answers 202 only when every one was acknowledged.
+func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer accepted) {
+	msgs, err := a.messages(events)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
+		return
+	}
+	if err := a.pub.Publish(r.Context(), msgs); err != nil {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the sender went away; it got no 2xx, so it will send again
+		}
+		a.log.Warn("cannot publish to the event log", "route", r.URL.Path, "messages", len(msgs), "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.cfg.RetryAfter.Seconds())))
+		writeError(w, http.StatusServiceUnavailable, "the event log cannot take writes right now; nothing was lost that you need to keep: retry the same request later ("+err.Error()+")", nil)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, answer)
+}
+
+// messages encodes events for the event log; metric batches are split so that
+// each message stays well below NATS' payload limit.
+func (a *API) messages(events []schema.Event) ([]schema.Message, error) {
+	msgs := make([]schema.Message, 0, len(events))
+	add := func(ev schema.Event) error {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("cannot encode %s event %s: %w", ev.EventType(), ev.EventID(), err)
+		}
+		msgs = append(msgs, schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: data})
+		return nil
+	}
+	for _, ev := range events {
+		if b, ok := ev.(*schema.MetricsBatch); ok {
+			for _, part := range b.Split(a.cfg.MaxSamplesPerMessage) {
+				if err := add(&part); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		if err := add(ev); err != nil {
+			return nil, err
+		}
+	}
+	return msgs, nil
+}
+
+// reject answers 400 for invalid input, naming every bad field.
+func (a *API) reject(w http.ResponseWriter, err error) {
+	a.rejected.Inc()
+	var verr *schema.ValidationError
+	if errors.As(err, &verr) {
+		writeError(w, http.StatusBadRequest, "invalid input: nothing from this request was stored; fix the fields below and send it again", verr.Fields)
+		return
+	}
+	writeError(w, http.StatusBadRequest, err.Error(), nil)
+}
+
+// readBody checks the content type and reads the (possibly gzip-compressed)
+// body within the size limit, answering 415 or 413 itself.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		a.rejected.Inc()
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json (with curl: -H 'Content-Type: application/json')", nil)
+		return nil, false
+	}
+	var src io.Reader = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	switch r.Header.Get("Content-Encoding") {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			a.reject(w, fmt.Errorf("the body is not valid gzip: %v", err))
+			return nil, false
+		}
+		// Bound the decompressed size too, so a small bomb cannot fill memory.
+		src = &limitedReader{r: zr, left: a.cfg.MaxBodyBytes}
+	default:
+		a.rejected.Inc()
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Encoding must be gzip or none", nil)
+		return nil, false
+	}
+	body, err := io.ReadAll(src)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge), errors.Is(err, errTooLarge):
+		a.rejected.Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", a.cfg.MaxBodyBytes), nil)
+		return nil, false
+	case err != nil:
+		a.reject(w, fmt.Errorf("cannot read the body: %v", err))
+		return nil, false
+	}
+	return body, true
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+var errTooLarge = errors.New("body too large")
+
+// limitedReader fails with errTooLarge instead of silently truncating.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		var one [1]byte
+		if n, _ := l.r.Read(one[:]); n > 0 {
+			return 0, errTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}

@@ -1,0 +1,302 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/deploywatch/deploywatch/schema"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BatchPreparer is the part of a ClickHouse connection the sink needs.
+type BatchPreparer interface {
+	PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error)
+}
+
+// SinkConfig tunes the ClickHouse sink.
+type SinkConfig struct {
+	// FlushRows writes a batch once this many rows are buffered (default 50,000).
+	FlushRows int
+	// FlushInterval writes a batch at the latest this long after its first row (default 1s).
+	FlushInterval time.Duration
+	// AckWait is how long JetStream waits for an ack before redelivering (default 60s).
+	AckWait time.Duration
+	// MaxRetryInterval bounds the backoff between failed inserts (default 30s).
+	MaxRetryInterval time.Duration
+	// ConsumerName prefixes the durable consumers' names (default "clickhouse-sink").
+	ConsumerName string
+	Logger       *slog.Logger
+	Metrics      *metrics.Set
+
+	// afterWrite, when set by a test, runs after a batch was written and
+	// before it is acked; returning an error stops the consumer there, as a
+	// crash would.
+	afterWrite func() error
+}
+
+func (c *SinkConfig) defaults() {
+	if c.FlushRows <= 0 {
+		c.FlushRows = 50_000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 60 * time.Second
+	}
+	if c.MaxRetryInterval <= 0 {
+		c.MaxRetryInterval = 30 * time.Second
+	}
+	if c.ConsumerName == "" {
+		c.ConsumerName = "clickhouse-sink"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+}
+
+// RunSink projects the changes and metrics streams into ClickHouse until ctx
+// is cancelled; then it writes and acks what it holds and returns.
+func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg SinkConfig) error {
+	cfg.defaults()
+	streams := []struct {
+		stream string
+		proj   projection
+	}{
+		{schema.ChangesStream, &changesProjection{}},
+		{schema.MetricsStream, &metricsProjection{}},
+	}
+	errs := make([]error, len(streams))
+	var wg sync.WaitGroup
+	for i, s := range streams {
+		c, err := newStreamConsumer(ctx, js, ch, s.stream, s.proj, cfg)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// streamConsumer moves one stream into ClickHouse.
+type streamConsumer struct {
+	stream string
+	cons   jetstream.Consumer
+	js     jetstream.JetStream
+	ch     BatchPreparer
+	proj   projection
+	cfg    SinkConfig
+	log    *slog.Logger
+
+	held       []jetstream.Msg // written to the buffer, not yet acked
+	firstHeld  time.Time
+	numPending atomic.Uint64
+
+	batchRows   *metrics.Histogram
+	writeTime   *metrics.Histogram
+	writeErrors *metrics.Counter
+	deadLetters *metrics.Counter
+	acked       *metrics.Counter
+}
+
+func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, stream string, proj projection, cfg SinkConfig) (*streamConsumer, error) {
+	name := cfg.ConsumerName + "-" + stream
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "deploywatch: projects " + stream + " into ClickHouse",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 20_000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the JetStream consumer %s on %s: %w", name, stream, err)
+	}
+	label := `{stream="` + stream + `"}`
+	c := &streamConsumer{
+		stream:      stream,
+		cons:        cons,
+		js:          js,
+		ch:          ch,
+		proj:        proj,
+		cfg:         cfg,
+		log:         cfg.Logger.With("stream", stream),
+		batchRows:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_batch_rows` + label),
+		writeTime:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_insert_duration_seconds` + label),
+		writeErrors: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_insert_errors_total` + label),
+		deadLetters: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_dead_letters_total` + label),
+		acked:       cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_acked_messages_total` + label),
+	}
+	cfg.Metrics.GetOrCreateGauge(`deploywatch_sink_consumer_pending`+label, func() float64 { return float64(c.numPending.Load()) })
+	return c, nil
+}
+
+func (c *streamConsumer) run(ctx context.Context) error {
+	iter, err := c.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, 32<<20))
+	if err != nil {
+		return fmt.Errorf("cannot consume %s: %w", c.stream, err)
+	}
+	defer iter.Stop()
+	for ctx.Err() == nil {
+		wait := c.cfg.FlushInterval
+		if len(c.held) > 0 {
+			wait = max(time.Until(c.firstHeld.Add(c.cfg.FlushInterval)), time.Millisecond)
+		}
+		msg, err := iter.Next(jetstream.NextMaxWait(wait))
+		switch {
+		case err == nil:
+			c.take(ctx, msg)
+		case errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return fmt.Errorf("the %s consumer stopped: %w", c.stream, err)
+		default:
+			c.log.Warn("cannot fetch from JetStream", "err", err)
+		}
+		if c.proj.rows() >= c.cfg.FlushRows || (len(c.held) > 0 && time.Since(c.firstHeld) >= c.cfg.FlushInterval) {
+			if err := c.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	// Shutting down: take what was already delivered, write it, ack it.
+	iter.Drain()
+	for {
+		msg, err := iter.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+		if err != nil {
+			break
+		}
+		c.take(ctx, msg)
+	}
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return c.flush(final)
+}
+
+// take decodes a message into the buffer, or dead-letters it when it can never be decoded.
+func (c *streamConsumer) take(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		c.deadLetter(ctx, msg, "not a JetStream message: "+err.Error())
+		return
+	}
+	c.numPending.Store(meta.NumPending)
+	if err := c.proj.add(msg, meta); err != nil {
+		c.deadLetter(ctx, msg, err.Error())
+		return
+	}
+	if len(c.held) == 0 {
+		c.firstHeld = time.Now()
+	}
+	c.held = append(c.held, msg)
+}
+
+// flush writes the buffer to ClickHouse, retrying with backoff until it
+// succeeds or ctx ends, and acks the messages only then.
+func (c *streamConsumer) flush(ctx context.Context) error {
+	if len(c.held) == 0 {
+		return nil
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 200 * time.Millisecond
+	b.MaxInterval = c.cfg.MaxRetryInterval
+	b.MaxElapsedTime = 0
+	lastProgress := time.Now()
+	attempt := func() error {
+		start := time.Now()
+		err := c.proj.write(ctx, c.insert)
+		if err != nil {
+			c.writeErrors.Inc()
+			return err
+		}
+		c.writeTime.UpdateDuration(start)
+		return nil
+	}
+	notify := func(err error, next time.Duration) {
+		c.log.Warn("cannot write to ClickHouse; holding the messages and retrying", "rows", c.proj.rows(), "retry_in", next.Round(time.Millisecond), "err", err)
+		// Keep JetStream from redelivering what we still hold.
+		if time.Since(lastProgress) > c.cfg.AckWait/3 {
+			for _, m := range c.held {
+				_ = m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+	}
+	if err := backoff.RetryNotify(attempt, backoff.WithContext(b, ctx), notify); err != nil {
+		return fmt.Errorf("cannot write %d rows from %s to ClickHouse, stopping without acking them (JetStream will redeliver): %w", c.proj.rows(), c.stream, err)
+	}
+	if c.cfg.afterWrite != nil {
+		if err := c.cfg.afterWrite(); err != nil {
+			return err
+		}
+	}
+	c.batchRows.Update(float64(c.proj.rows()))
+	for _, m := range c.held {
+		if err := m.Ack(); err != nil {
+			// Not fatal: the message comes again and its write is idempotent.
+			c.log.Warn("cannot ack a message; it will be redelivered and deduplicated", "err", err)
+		}
+	}
+	c.acked.Add(len(c.held))
+	c.held = c.held[:0]
+	c.proj.reset()
+	return nil
+}
+
+// insert writes columns into table in one columnar batch.
+func (c *streamConsumer) insert(ctx context.Context, table, columns string, cols []any) error {
+	batch, err := c.ch.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
+	if err != nil {
+		return fmt.Errorf("cannot prepare an insert into %s: %w", table, err)
+	}
+	defer batch.Abort()
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
+			return fmt.Errorf("cannot append column %d to the insert into %s: %w", i, table, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("cannot insert into %s: %w", table, err)
+	}
+	return nil
+}
+
+// deadLetter moves a message that can never be processed to the dead-letter
+// stream with the reason, then terminates it so the consumer moves on. If the
+// dead-letter stream cannot take it, the message is left for redelivery.
+func (c *streamConsumer) deadLetter(ctx context.Context, msg jetstream.Msg, reason string) {
+	c.log.Warn("dead-lettering a message that cannot be processed", "subject", msg.Subject(), "reason", reason)
+	dl := &nats.Msg{Subject: schema.DeadLetterSubject(c.stream), Data: msg.Data(), Header: nats.Header{}}
+	dl.Header.Set(schema.DeadLetterReasonHeader, reason)
+	dl.Header.Set(schema.DeadLetterSubjectHeader, msg.Subject())
+	opts := []jetstream.PublishOpt{}
+	if meta, err := msg.Metadata(); err == nil {
+		opts = append(opts, jetstream.WithMsgID(fmt.Sprintf("%s-%d", c.stream, meta.Sequence.Stream)))
+	}
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := c.js.PublishMsg(pubCtx, dl, opts...); err != nil {
+		c.log.Error("cannot dead-letter a message; leaving it for redelivery", "err", err)
+		_ = msg.NakWithDelay(30 * time.Second)
+		return
+	}
+	c.deadLetters.Inc()
+	_ = msg.Term()
+}

@@ -1,0 +1,234 @@
+-- ClickHouse 24.8, database deploywatch
+
+-- bootstrap
+-- Run before every migration: the database and the table that records which
+-- migrations have been applied. A concurrent Migrate may record a version twice;
+-- ReplacingMergeTree folds the copies and readers group by version.
+CREATE DATABASE IF NOT EXISTS deploywatch
+;
+
+CREATE TABLE IF NOT EXISTS deploywatch.schema_migrations
+(
+    version    UInt32,
+    name       String,
+    applied_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY version
+;
+
+-- migration 0001_events
+-- The raw change events (deploys, incidents) as received, keyed by event id:
+-- a redelivered event replaces its earlier copy. payload is the event's JSON.
+CREATE TABLE IF NOT EXISTS deploywatch.events
+(
+    event_id    String,
+    type        LowCardinality(String),
+    service     LowCardinality(String),
+    env         LowCardinality(String),
+    time        DateTime('UTC'),
+    received_at DateTime('UTC'),
+    payload     String CODEC(ZSTD(1))
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (type, service, event_id)
+;
+
+-- migration 0002_deploys
+-- One row per deploy status change. A redelivered change replaces its copy
+-- (same service, env, deploy_id, status); the deploys view folds the changes of
+-- a deploy and is correct with or without the copies merged away.
+CREATE TABLE IF NOT EXISTS deploywatch.deploy_changes
+(
+    deploy_id        String,
+    status           LowCardinality(String),
+    status_rank      UInt8,
+    service          LowCardinality(String),
+    env              LowCardinality(String),
+    version          LowCardinality(String),
+    previous_version String,
+    event_time       DateTime('UTC'),
+    started_at       Nullable(DateTime('UTC')),
+    finished_at      Nullable(DateTime('UTC')),
+    author           String,
+    strategy         LowCardinality(String),
+    url              String,
+    label_keys       Array(String),
+    label_values     Array(String),
+    commit_shas      Array(String),
+    commit_times     Array(DateTime('UTC')),
+    commit_authors   Array(String),
+    commit_messages  Array(String),
+    inserted_at      DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (service, env, deploy_id, status)
+;
+
+-- Each deploy in its latest state. The latest change is the one with the
+-- greatest (event_time, status_rank): a later lifecycle step wins a tie.
+--
+-- The inner SELECT renames the columns (c_*) because ClickHouse aliases are
+-- visible in the whole SELECT: `argMax(status, k) AS status` would turn every
+-- other `status` of the query into that aggregate.
+--
+-- finished_at and rolled_back_at are max(if(cond, x, NULL)) rather than
+-- maxIf(x, cond): on 18.16 maxIf of a Nullable column returns a zero time,
+-- not NULL, when no row matches.
+CREATE VIEW IF NOT EXISTS deploywatch.deploys AS
+SELECT
+    deploy_id,
+    any(c_service)                                               AS service,
+    any(c_env)                                                   AS env,
+    argMax(c_status, k)                                          AS status,
+    argMax(c_version, k)                                         AS version,
+    argMax(c_previous_version, k)                                AS previous_version,
+    argMax(c_author, k)                                          AS author,
+    argMax(c_strategy, k)                                        AS strategy,
+    argMax(c_url, k)                                             AS url,
+    argMax(c_label_keys, k)                                      AS label_keys,
+    argMax(c_label_values, k)                                    AS label_values,
+    min(c_started_at)                                            AS started_at,
+    max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS finished_at,
+    max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS rolled_back_at,
+    argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
+    argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times,
+    argMaxIf(c_commit_authors, k, notEmpty(c_commit_shas))       AS commit_authors,
+    argMaxIf(c_commit_messages, k, notEmpty(c_commit_shas))      AS commit_messages,
+    max(c_event_time)                                            AS updated_at
+FROM
+(
+    SELECT
+        deploy_id,
+        service          AS c_service,
+        env              AS c_env,
+        status           AS c_status,
+        version          AS c_version,
+        previous_version AS c_previous_version,
+        author           AS c_author,
+        strategy         AS c_strategy,
+        url              AS c_url,
+        label_keys       AS c_label_keys,
+        label_values     AS c_label_values,
+        started_at       AS c_started_at,
+        finished_at      AS c_finished_at,
+        commit_shas      AS c_commit_shas,
+        commit_times     AS c_commit_times,
+        commit_authors   AS c_commit_authors,
+        commit_messages  AS c_commit_messages,
+        event_time       AS c_event_time,
+        toUInt64(toUInt32(event_time)) * 8 + status_rank AS k
+    FROM deploywatch.deploy_changes
+)
+GROUP BY deploy_id
+;
+
+-- migration 0003_incidents
+-- One row per incident status change; a redelivered change replaces its copy.
+CREATE TABLE IF NOT EXISTS deploywatch.incident_changes
+(
+    incident_id String,
+    status      LowCardinality(String),
+    service     LowCardinality(String),
+    env         LowCardinality(String),
+    time        DateTime('UTC'),
+    title       String,
+    source      LowCardinality(String),
+    deploy_id   String,
+    inserted_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (service, env, incident_id, status)
+;
+
+-- migration 0004_metrics
+-- Traffic and latency samples. The natural key (service, env, time, version,
+-- instance) makes a re-sent sample replace its copy; readers use FINAL.
+--
+-- rollup_requests is a copy of requests for metrics_1m_mv: there,
+-- `sum(requests) AS requests` makes every other `requests` of the SELECT mean
+-- that alias (and a subquery in a materialized view does not work on 18.16), so
+-- the weighted sums read this copy. Inserts do not name it.
+CREATE TABLE IF NOT EXISTS deploywatch.metric_samples
+(
+    service         LowCardinality(String),
+    env             LowCardinality(String),
+    version         LowCardinality(String),
+    instance        LowCardinality(String),
+    time            DateTime('UTC'),
+    interval_s      Float64,
+    requests        UInt64,
+    errors          UInt64,
+    latency_p50     Nullable(Float64),
+    latency_p90     Nullable(Float64),
+    latency_p95     Nullable(Float64),
+    latency_p99     Nullable(Float64),
+    latency_max     Nullable(Float64),
+    hist_bounds_ms  Array(Float64),
+    hist_counts     Array(UInt64),
+    source_id       String,
+    inserted_at     DateTime('UTC') DEFAULT now(),
+    rollup_requests UInt64 MATERIALIZED requests
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(time)
+ORDER BY (service, env, time, version, instance)
+;
+
+-- Per-minute rollup of metric_samples, one row per source message (source_id,
+-- the JetStream message the samples came in). A materialized view sees every
+-- insert, duplicates included: a redelivered message would be summed twice. Keyed
+-- by the message id, the duplicate rollup row replaces the first one instead.
+-- Readers use FINAL, then sum across source_id:
+--   SELECT minute, sum(requests), sum(latency_p95_wsum) / sum(latency_p95_weight)
+--   FROM metrics_1m FINAL WHERE ... GROUP BY minute
+-- This holds while all samples of one message are written in one INSERT.
+-- latency_pNN_wsum is the sum of pNN * requests over the samples that have pNN,
+-- latency_pNN_weight the sum of their requests; latency_max is 0 when no sample
+-- has one.
+CREATE TABLE IF NOT EXISTS deploywatch.metrics_1m
+(
+    service            LowCardinality(String),
+    env                LowCardinality(String),
+    version            LowCardinality(String),
+    minute             DateTime('UTC'),
+    source_id          String,
+    samples            UInt64,
+    requests           UInt64,
+    errors             UInt64,
+    latency_p50_wsum   Float64,
+    latency_p95_wsum   Float64,
+    latency_p99_wsum   Float64,
+    latency_p50_weight UInt64,
+    latency_p95_weight UInt64,
+    latency_p99_weight UInt64,
+    latency_max        Float64
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(minute)
+ORDER BY (service, env, version, minute, source_id)
+;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS deploywatch.metrics_1m_mv TO deploywatch.metrics_1m AS
+SELECT
+    service,
+    env,
+    version,
+    toStartOfMinute(time)                                                     AS minute,
+    source_id,
+    count()                                                                   AS samples,
+    sum(requests)                                                             AS requests,
+    sum(errors)                                                               AS errors,
+    sumIf(ifNull(latency_p50, 0) * rollup_requests, isNotNull(latency_p50))   AS latency_p50_wsum,
+    sumIf(ifNull(latency_p95, 0) * rollup_requests, isNotNull(latency_p95))   AS latency_p95_wsum,
+    sumIf(ifNull(latency_p99, 0) * rollup_requests, isNotNull(latency_p99))   AS latency_p99_wsum,
+    sumIf(rollup_requests, isNotNull(latency_p50))                            AS latency_p50_weight,
+    sumIf(rollup_requests, isNotNull(latency_p95))                            AS latency_p95_weight,
+    sumIf(rollup_requests, isNotNull(latency_p99))                            AS latency_p99_weight,
+    max(ifNull(latency_max, 0))                                               AS latency_max
+FROM deploywatch.metric_samples
+GROUP BY service, env, version, minute, source_id
+;
