@@ -105,6 +105,8 @@ var wholeBodyCases = []contractCase{
 
 	// Bodies of POST /api/v1/events the decoder refuses.
 	{name: "events: no type", route: "event", body: `{"service":"checkout","env":"prod","version":"v2.14.0","status":"started","started_at":"2026-11-20T14:03:07Z"}`, fields: []string{"type"}},
+	{name: "events: metrics without type", route: "event", body: `{"service":"checkout","env":"prod","samples":[{"time":"2026-11-20T14:10:00Z","interval_s":60,"requests":10,"errors":1}]}`, fields: []string{"type"}},
+	{name: "events: incident without type", route: "event", body: `{"service":"checkout","env":"prod","status":"opened","time":"2026-11-20T14:17:52Z"}`, fields: []string{"type"}},
 	{name: "events: unknown type", route: "event", body: `{"type":"alert","service":"checkout","env":"prod"}`, fields: []string{"type"}},
 	{name: "events: type of the wrong kind", route: "event", body: `{"type":5,"service":"checkout","env":"prod"}`, fields: []string{"type"}},
 	{name: "events: empty body", route: "event", body: ``, fields: []string{"body"}},
@@ -198,6 +200,7 @@ func editedCases() []contractCase {
 		d("url with a user and no host", "url", "https://ci@/runs/42", "url"),
 		d("relative url", "url", "/runs/42", "url"),
 		d("257-byte author", "author", long(257), "author"),
+		d("commit with an empty sha", "commits", []any{map[string]any{"sha": ""}}, "commits[0].sha"),
 		d("commit without sha", "commits", []any{map[string]any{"message": "fix"}}, "commits[0].sha"),
 		d("commit that is a string", "commits", []any{"4be1c0de"}, "commits[0]"),
 		d("1001 commits", "commits", many(1001, map[string]any{"sha": "4be1c0de"}), "commits"),
@@ -220,7 +223,7 @@ func editedCases() []contractCase {
 		m("empty sample service", "samples.0.service", ""),
 		m("no quantiles", "samples.0.latency_ms", absent),
 		m("max quantile only", "samples.0.latency_ms", map[string]any{"max": 1630.8}),
-		m("256 histogram bounds", "samples.0.latency_histogram", histogram(256)),
+		m("256 histogram bounds", "samples.0.latency_histogram", histogram(256, 257)),
 		m("no service", "service", absent, "service"),
 		m("no samples", "samples", absent, "samples"),
 		m("samples of the wrong kind", "samples", "none", "samples"),
@@ -260,7 +263,10 @@ func editedCases() []contractCase {
 		m("bound as a string", "samples.0.latency_histogram.bounds_ms.0", "50", "samples[0].latency_histogram.bounds_ms[0]"),
 		m("fractional count", "samples.0.latency_histogram.counts.1", 25.5, "samples[0].latency_histogram.counts[1]"),
 		m("null count", "samples.0.latency_histogram.counts.1", nil, "samples[0].latency_histogram.counts[1]"),
-		m("257 histogram bounds", "samples.0.latency_histogram", histogram(257), "samples[0].latency_histogram.bounds_ms"),
+		m("257 histogram bounds", "samples.0.latency_histogram", histogram(257, 257), "samples[0].latency_histogram.bounds_ms", "samples[0].latency_histogram.counts"),
+		m("258 histogram counts", "samples.0.latency_histogram", histogram(256, 258), "samples[0].latency_histogram.counts"),
+		m("one count for one bound", "samples.0.latency_histogram", histogram(1, 1), "samples[0].latency_histogram.counts"),
+		m("empty samples", "samples", []any{}, "samples"),
 		m("histogram sum", "samples.0.latency_histogram.sum_ms", 12000, "samples[0].latency_histogram.sum_ms"),
 
 		in("as it is", "env", "prod"),
@@ -279,15 +285,16 @@ func editedCases() []contractCase {
 	}
 }
 
-// histogram returns a latency histogram of n bounds.
-func histogram(n int) map[string]any {
-	bounds := make([]any, n)
-	counts := make([]any, n+1)
+// histogram returns a latency histogram of the given number of bounds and counts.
+func histogram(nBounds, nCounts int) map[string]any {
+	bounds := make([]any, nBounds)
 	for i := range bounds {
 		bounds[i] = 5 * (i + 1)
+	}
+	counts := make([]any, nCounts)
+	for i := range counts {
 		counts[i] = i
 	}
-	counts[n] = 0
 	return map[string]any{"bounds_ms": bounds, "counts": counts}
 }
 

@@ -92,9 +92,6 @@ func (d *Deploy) Normalize() {
 	d.Service = strings.TrimSpace(d.Service)
 	d.Env = strings.TrimSpace(d.Env)
 	d.Version = strings.TrimSpace(d.Version)
-	if d.Strategy == "" {
-		d.Strategy = StrategyRolling
-	}
 	if d.ID == "" && d.Service != "" && d.Version != "" {
 		anchor := d.StartedAt
 		if anchor.IsZero() {

@@ -79,6 +79,9 @@ func scanDeploys(rows driver.Rows) ([]schema.DeployState, error) {
 			return nil, fmt.Errorf("cannot read a deploy row: %w", err)
 		}
 		s.Status, s.Strategy = schema.DeployStatus(status), schema.Strategy(strategy)
+		if s.Strategy == "" {
+			s.Strategy = schema.StrategyRolling // what a deploy that names none is
+		}
 		s.StartedAt, s.FinishedAt, s.RolledBackAt = utc(startedAt), utc(finishedAt), utc(rolledBackAt)
 		s.UpdatedAt = s.UpdatedAt.UTC()
 		if s.StartedAt != nil && s.FinishedAt != nil {

@@ -51,6 +51,9 @@ type serveConfig struct {
 	flushRows     int
 	flushInterval time.Duration
 	ackWait       time.Duration
+
+	// onReady, when set (by tests), is told the API's address once serve accepts requests.
+	onReady func(apiAddr string)
 }
 
 func serveCommand(stderr io.Writer) *ffcli.Command {
@@ -112,6 +115,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		host, port, err := splitHostPort(c.natsListen)
 		if err != nil {
 			return fmt.Errorf("--nats-listen: %w", err)
+		}
+		if port == 0 {
+			port = -1 // nats-server reads 0 as its default port; -1 picks a free one
 		}
 		srv, err := eventlog.StartEmbedded(eventlog.EmbeddedOptions{
 			Host: host, Port: port, StoreDir: filepath.Join(c.dataDir, "jetstream"), Token: c.natsToken, Logger: log.With("component", "nats"),
@@ -200,6 +206,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	httpSrv := ingest.NewServer(c.listen, api.Handler())
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(ln) }()
+	if c.onReady != nil {
+		c.onReady(ln.Addr().String())
+	}
 	log.Info("deploywatch is serving", "api", "http://"+ln.Addr().String(), "nats", natsURL, "clickhouse", redactDSN(dsn), "version", version)
 
 	var failure error
