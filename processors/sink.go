@@ -220,8 +220,12 @@ func (c *streamConsumer) flush(ctx context.Context) error {
 	b.MaxElapsedTime = 0
 	lastProgress := time.Now()
 	attempt := func() error {
+		// An insert under way finishes even when shutdown begins, so that
+		// what it wrote is acked; ctx only stops further retries.
+		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
+		defer cancel()
 		start := time.Now()
-		err := c.proj.write(ctx, c.insert)
+		err := c.proj.write(writeCtx, c.insert)
 		if err != nil {
 			c.writeErrors.Inc()
 			return err
@@ -259,6 +263,9 @@ func (c *streamConsumer) flush(ctx context.Context) error {
 	c.proj.reset()
 	return nil
 }
+
+// insertTimeout bounds one insert attempt.
+const insertTimeout = 2 * time.Minute
 
 // insert writes columns into table in one columnar batch.
 func (c *streamConsumer) insert(ctx context.Context, table, columns string, cols []any) error {

@@ -200,6 +200,8 @@ func editedCases() []contractCase {
 		d("url with a user and no host", "url", "https://ci@/runs/42", "url"),
 		d("relative url", "url", "/runs/42", "url"),
 		d("257-byte author", "author", long(257), "author"),
+		d("commits as a string", "commits", "4be1c0de", "commits"),
+		d("commit with an unknown field", "commits", []any{map[string]any{"sha": "4be1c0de", "athor": "li.wei"}}, "commits[0].athor"),
 		d("commit with an empty sha", "commits", []any{map[string]any{"sha": ""}}, "commits[0].sha"),
 		d("commit without sha", "commits", []any{map[string]any{"message": "fix"}}, "commits[0].sha"),
 		d("commit that is a string", "commits", []any{"4be1c0de"}, "commits[0]"),

@@ -69,6 +69,8 @@ ORDER BY (service, env, deploy_id, status)
 
 -- Each deploy in its latest state. The latest change is the one with the
 -- greatest (event_time, status_rank): a later lifecycle step wins a tie.
+-- Optional fields come from the latest change that carries them, so a
+-- 'succeeded' that only names the id keeps what 'started' said.
 --
 -- The inner SELECT renames the columns (c_*) because ClickHouse aliases are
 -- visible in the whole SELECT: `argMax(status, k) AS status` would turn every
@@ -84,12 +86,12 @@ SELECT
     any(c_env)                                                   AS env,
     argMax(c_status, k)                                          AS status,
     argMax(c_version, k)                                         AS version,
-    argMax(c_previous_version, k)                                AS previous_version,
-    argMax(c_author, k)                                          AS author,
-    argMax(c_strategy, k)                                        AS strategy,
-    argMax(c_url, k)                                             AS url,
-    argMax(c_label_keys, k)                                      AS label_keys,
-    argMax(c_label_values, k)                                    AS label_values,
+    argMaxIf(c_previous_version, k, c_previous_version != '')    AS previous_version,
+    argMaxIf(c_author, k, c_author != '')                        AS author,
+    argMaxIf(c_strategy, k, c_strategy != '')                    AS strategy,
+    argMaxIf(c_url, k, c_url != '')                              AS url,
+    argMaxIf(c_label_keys, k, notEmpty(c_label_keys))            AS label_keys,
+    argMaxIf(c_label_values, k, notEmpty(c_label_keys))          AS label_values,
     min(c_started_at)                                            AS started_at,
     max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS finished_at,
     max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS rolled_back_at,
