@@ -34,6 +34,10 @@ type Config struct {
 	APITokens []string
 	// MaxSamplesPerMessage splits large metric batches into event log messages.
 	MaxSamplesPerMessage int
+	// MaxMessageBytes bounds the encoded size of one metrics message: a batch
+	// is split into more messages until each fits. 0 means 960 KiB, which
+	// with the headers fits NATS' default max_payload of 1 MiB.
+	MaxMessageBytes int
 	// RetryAfter is what a 503 tells the sender to wait.
 	RetryAfter time.Duration
 	// Checks are run by /readyz, by name.
@@ -63,6 +67,9 @@ func New(cfg Config, pub Publisher, deploys DeployReader) *API {
 	}
 	if cfg.MaxSamplesPerMessage <= 0 {
 		cfg.MaxSamplesPerMessage = 1000
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 960 << 10
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second

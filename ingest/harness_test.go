@@ -32,10 +32,10 @@ func TestMain(m *testing.M) {
 // harness is the API served over HTTP with a real eventlog.Publisher on a real
 // embedded JetStream.
 type harness struct {
-	t   testing.TB
-	url string
+	t    testing.TB
+	url  string
 	nats *server.Server
-	js  jetstream.JetStream
+	js   jetstream.JetStream
 }
 
 // setup says how to build a harness; the zero value is a plain API.
@@ -46,11 +46,27 @@ type setup struct {
 	ackTimeout time.Duration
 	// checks, when nil, is {"nats": the publisher's check}.
 	checks func(pub *eventlog.Publisher) map[string]ingest.Check
+	// maxPayload, when set, is the nats-server's max_payload instead of
+	// testenv's (that of deploywatch's embedded server, 8 MiB).
+	maxPayload int32
 }
 
 func start(t testing.TB, s setup) *harness {
 	t.Helper()
-	srv := testenv.NATS(t)
+	var srv *server.Server
+	if s.maxPayload == 0 {
+		srv = testenv.NATS(t)
+	} else {
+		var err error
+		srv, err = eventlog.StartEmbedded(eventlog.EmbeddedOptions{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), MaxPayload: s.maxPayload})
+		if err != nil {
+			t.Fatalf("cannot start embedded NATS: %v", err)
+		}
+		t.Cleanup(func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		})
+	}
 	nc := testenv.NATSConn(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -129,7 +129,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Ev
 			return // the sender went away; it got no 2xx, so it will send again
 		}
 		a.log.Warn("cannot publish to the event log", "route", r.URL.Path, "messages", len(msgs), "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(int(a.cfg.RetryAfter.Seconds())))
+		w.Header().Set("Retry-After", a.retryAfter())
 		writeError(w, http.StatusServiceUnavailable, "the event log cannot take writes right now; nothing was lost that you need to keep: retry the same request later ("+err.Error()+")", nil)
 		return
 	}
@@ -137,31 +137,66 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Ev
 }
 
 // messages encodes events for the event log; metric batches are split so that
-// each message stays well below NATS' payload limit.
+// each message stays below NATS' payload limit.
 func (a *API) messages(events []schema.Event) ([]schema.Message, error) {
 	msgs := make([]schema.Message, 0, len(events))
-	add := func(ev schema.Event) error {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("cannot encode %s event %s: %w", ev.EventType(), ev.EventID(), err)
-		}
-		msgs = append(msgs, schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: data})
-		return nil
-	}
 	for _, ev := range events {
 		if b, ok := ev.(*schema.MetricsBatch); ok {
-			for _, part := range b.Split(a.cfg.MaxSamplesPerMessage) {
-				if err := add(&part); err != nil {
-					return nil, err
-				}
+			parts, err := a.metricsMessages(b)
+			if err != nil {
+				return nil, err
 			}
+			msgs = append(msgs, parts...)
 			continue
 		}
-		if err := add(ev); err != nil {
+		m, err := message(ev)
+		if err != nil {
 			return nil, err
 		}
+		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// metricsMessages splits b into messages of at most MaxSamplesPerMessage
+// samples and MaxMessageBytes bytes, halving the samples per message until
+// every part fits: samples with large histograms take more room. The same
+// batch always gives the same parts with the same ids, so a re-sent batch is
+// deduplicated.
+func (a *API) metricsMessages(b *schema.MetricsBatch) ([]schema.Message, error) {
+	per := a.cfg.MaxSamplesPerMessage
+	for {
+		parts := b.Split(per)
+		msgs := make([]schema.Message, 0, len(parts))
+		fits := true
+		for i := range parts {
+			m, err := message(&parts[i])
+			if err != nil {
+				return nil, err
+			}
+			if len(m.Data) > a.cfg.MaxMessageBytes && per > 1 {
+				fits = false
+				break
+			}
+			msgs = append(msgs, m)
+		}
+		if fits {
+			return msgs, nil
+		}
+		per = (per + 1) / 2
+	}
+}
+
+func message(ev schema.Event) (schema.Message, error) {
+	if b, ok := ev.(*schema.MetricsBatch); ok {
+		// The hot path: appended without reflection.
+		return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: b.AppendJSON(nil)}, nil
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return schema.Message{}, fmt.Errorf("cannot encode %s event %s: %w", ev.EventType(), ev.EventID(), err)
+	}
+	return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: data}, nil
 }
 
 // reject answers 400 for invalid input, naming every bad field.
@@ -228,11 +263,18 @@ type limitedReader struct {
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.left <= 0 {
+		// At the limit: the body fits only if the stream ends here, and ends
+		// cleanly (gzip checks its checksum only when it reaches the end).
 		var one [1]byte
-		if n, _ := l.r.Read(one[:]); n > 0 {
+		n, err := l.r.Read(one[:])
+		switch {
+		case n > 0:
 			return 0, errTooLarge
+		case err == nil:
+			return 0, nil
+		default:
+			return 0, err
 		}
-		return 0, io.EOF
 	}
 	if int64(len(p)) > l.left {
 		p = p[:l.left]

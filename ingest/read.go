@@ -61,7 +61,7 @@ func (a *API) getDeploy(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	a.log.Warn("cannot read from ClickHouse", "route", r.URL.Path, "err", err)
-	w.Header().Set("Retry-After", strconv.Itoa(int(a.cfg.RetryAfter.Seconds())))
+	w.Header().Set("Retry-After", a.retryAfter())
 	writeError(w, http.StatusServiceUnavailable, "cannot read from ClickHouse right now: "+err.Error(), nil)
 }
 

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -28,3 +29,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// retryAfter is the Retry-After header's value: whole seconds, rounded up, so
+// that a wait below one second does not become "0", which means "now".
+func (a *API) retryAfter() string {
+	return strconv.FormatInt(int64(math.Ceil(a.cfg.RetryAfter.Seconds())), 10)
+}

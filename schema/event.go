@@ -86,6 +86,9 @@ type decodable interface {
 // normalizes and validates it. Unknown fields are rejected so that a misspelt
 // field is reported instead of silently dropped.
 func DecodeInto(raw []byte, ev Event, prefix string) error {
+	if b, ok := ev.(*MetricsBatch); ok {
+		return decodeMetrics(raw, b, prefix)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var shape problems
@@ -134,6 +137,29 @@ func DecodeInto(raw []byte, ev Event, prefix string) error {
 	}
 	return shape.err()
 }
+
+// decodeMetrics decodes, normalizes and validates a metrics batch on the fast path.
+func decodeMetrics(raw []byte, b *MetricsBatch, prefix string) error {
+	var shape problems
+	if !decodeMetricsBatch(raw, b, prefix, &shape) {
+		return shape.err()
+	}
+	var p problems
+	checkType(&p, prefix, b.Type, TypeMetrics)
+	b.Normalize(raw)
+	b.validate(&p, prefix)
+	// A field of the wrong kind was left empty: do not also call it missing.
+	shaped := shape.list[:len(shape.list):len(shape.list)]
+	for _, fe := range p.list {
+		if !coveredBy(fe.Field, shaped) {
+			shape.add(fe.Field, fe.Problem)
+		}
+	}
+	return shape.err()
+}
+
+// MarshalJSON encodes the batch without reflection.
+func (b *MetricsBatch) MarshalJSON() ([]byte, error) { return b.AppendJSON(nil), nil }
 
 // jsonSpace is the white space JSON allows between values.
 const jsonSpace = " \t\r\n"

@@ -99,19 +99,25 @@ func (b *MetricsBatch) validate(p *problems, prefix string) {
 	case len(b.Samples) > MaxSamplesPerBatch:
 		p.addf(join(prefix, "samples"), "has %d samples; the limit is %d per batch: split the upload", len(b.Samples), MaxSamplesPerBatch)
 	}
+	// Samples are validated with paths relative to the sample, and the path is
+	// only built for a sample with problems: most batches have none.
+	var scratch problems
 	for i := range b.Samples {
-		if len(p.list) >= maxReportedProblems {
-			p.addf(join(prefix, "samples"), "more problems not listed: fix the ones above first")
+		if p.truncated {
 			return
 		}
-		b.Samples[i].validate(p, join(prefix, "samples")+"["+itoa(i)+"]")
+		scratch.list = scratch.list[:0]
+		b.Samples[i].validate(&scratch)
+		p.addUnder(join(prefix, "samples"), i, &scratch)
 	}
 }
 
 // maxReportedProblems keeps an error response readable when a large batch is bad throughout.
 const maxReportedProblems = 100
 
-func (s *Sample) validate(p *problems, prefix string) {
+// validate checks the sample; field paths are relative to it ("requests").
+func (s *Sample) validate(p *problems) {
+	const prefix = ""
 	s.Time.check(p, join(prefix, "time"), true)
 	switch {
 	case s.IntervalS.invalid != "":
@@ -131,12 +137,12 @@ func (s *Sample) validate(p *problems, prefix string) {
 		p.addf(join(prefix, "errors"), "is %d, more than requests (%d): errors count the failed requests among them", s.Errors.Value, s.Requests.Value)
 	}
 	if q := s.LatencyMs; q != nil {
-		lp := join(prefix, "latency_ms")
-		q.P50.checkNonNegative(p, join(lp, "p50"))
-		q.P90.checkNonNegative(p, join(lp, "p90"))
-		q.P95.checkNonNegative(p, join(lp, "p95"))
-		q.P99.checkNonNegative(p, join(lp, "p99"))
-		q.Max.checkNonNegative(p, join(lp, "max"))
+		const lp = "latency_ms"
+		q.P50.checkNonNegative(p, "latency_ms.p50")
+		q.P90.checkNonNegative(p, "latency_ms.p90")
+		q.P95.checkNonNegative(p, "latency_ms.p95")
+		q.P99.checkNonNegative(p, "latency_ms.p99")
+		q.Max.checkNonNegative(p, "latency_ms.max")
 		ordered := []struct {
 			name string
 			n    Number
@@ -156,7 +162,7 @@ func (s *Sample) validate(p *problems, prefix string) {
 		}
 	}
 	if h := s.LatencyHistogram; h != nil {
-		hp := join(prefix, "latency_histogram")
+		const hp = "latency_histogram"
 		if len(h.BoundsMs) == 0 {
 			p.add(join(hp, "bounds_ms"), "is required: the upper bounds of the buckets in milliseconds")
 		}
@@ -172,11 +178,10 @@ func (s *Sample) validate(p *problems, prefix string) {
 		if len(h.Counts) != len(h.BoundsMs)+1 {
 			p.addf(join(hp, "counts"), "has %d counts for %d bounds: send one more count than bounds (the last counts responses above the last bound)", len(h.Counts), len(h.BoundsMs))
 		}
-		for i := range h.Counts {
-			if len(p.list) >= maxReportedProblems {
-				break
+		for i, c := range h.Counts {
+			if !c.Set || c.invalid != "" {
+				c.check(p, hp+".counts["+itoa(i)+"]")
 			}
-			h.Counts[i].check(p, join(hp, "counts")+"["+itoa(i)+"]")
 		}
 	}
 }

@@ -26,13 +26,34 @@ func (e *ValidationError) Error() string {
 	return "invalid input: " + strings.Join(parts, "; ")
 }
 
-// problems collects FieldErrors during validation.
+// problems collects FieldErrors during validation, at most
+// maxReportedProblems of them and then a note that there are more.
 type problems struct {
-	list []FieldError
+	list      []FieldError
+	truncated bool
 }
 
 func (p *problems) add(field, problem string) {
-	p.list = append(p.list, FieldError{Field: field, Problem: problem})
+	switch {
+	case p.truncated:
+	case len(p.list) >= maxReportedProblems:
+		p.truncated = true
+		p.list = append(p.list, FieldError{Field: "body", Problem: "has more problems not listed: fix the ones above first"})
+	default:
+		p.list = append(p.list, FieldError{Field: field, Problem: problem})
+	}
+}
+
+// addUnder adds the problems of element i of the array at field, whose paths
+// are relative to the element.
+func (p *problems) addUnder(field string, i int, element *problems) {
+	if len(element.list) == 0 {
+		return
+	}
+	base := field + "[" + itoa(i) + "]"
+	for _, fe := range element.list {
+		p.add(join(base, fe.Field), fe.Problem)
+	}
 }
 
 func (p *problems) addf(field, format string, args ...any) {
