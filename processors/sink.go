@@ -150,7 +150,7 @@ func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPrep
 }
 
 func (c *streamConsumer) run(ctx context.Context) error {
-	iter, err := c.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, 32<<20))
+	iter, err := c.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(256, 16<<20))
 	if err != nil {
 		return fmt.Errorf("cannot consume %s: %w", c.stream, err)
 	}

@@ -22,6 +22,12 @@ var parsers fastjson.ParserPool
 // fields, values of the wrong kind) in p. It reports false when raw is not a
 // JSON object at all.
 func decodeMetricsBatch(raw []byte, b *MetricsBatch, prefix string, p *problems) bool {
+	// fastjson's parser takes what is not JSON (0100, 60., raw control
+	// characters in strings); its validator does not.
+	if err := fastjson.ValidateBytes(raw); err != nil {
+		p.add(fieldOrBody(prefix), "is not valid JSON: "+err.Error())
+		return false
+	}
 	parser := parsers.Get()
 	defer parsers.Put(parser)
 	v, err := parser.ParseBytes(raw)
@@ -41,9 +47,9 @@ func decodeMetricsBatch(raw []byte, b *MetricsBatch, prefix string, p *problems)
 		case "type":
 			b.Type = Type(jsonString(p, join(prefix, "type"), v))
 		case "service":
-			b.Service = jsonString(p, "service", v)
+			b.Service = jsonString(p, join(prefix, "service"), v)
 		case "env":
-			b.Env = jsonString(p, "env", v)
+			b.Env = jsonString(p, join(prefix, "env"), v)
 		case "samples":
 			field := join(prefix, "samples")
 			if v.Type() == fastjson.TypeNull {

@@ -52,6 +52,10 @@ func (p *problems) addUnder(field string, i int, element *problems) {
 	}
 	base := field + "[" + itoa(i) + "]"
 	for _, fe := range element.list {
+		if fe.Field == "" { // the element itself
+			p.add(base, fe.Problem)
+			continue
+		}
 		p.add(join(base, fe.Field), fe.Problem)
 	}
 }

@@ -149,11 +149,12 @@ func trafficBatches(service string, samples, perBatch int, end time.Time, seed u
 			}
 			reqs := uint64(max(0, 200*rhythm+rng.NormFloat64()*20))
 			errs := uint64(float64(reqs) * 0.005 * (0.5 + rng.Float64()))
-			p50 := 40 + 10*rhythm + rng.Float64()*5
+			// Senders report milliseconds with a few decimals, not 17 digits.
+			p50 := math.Round((40+10*rhythm+rng.Float64()*5)*1000) / 1000
 			s := map[string]any{
 				"time": ts.Format(time.RFC3339), "interval_s": 10, "version": version,
 				"instance": fmt.Sprintf("%s-%d", service, inst), "requests": reqs, "errors": errs,
-				"latency_ms": map[string]float64{"p50": p50, "p90": p50 * 1.8, "p95": p50 * 2.2, "p99": p50 * 3.5, "max": p50 * 6},
+				"latency_ms": map[string]float64{"p50": p50, "p90": ms(p50 * 1.8), "p95": ms(p50 * 2.2), "p99": ms(p50 * 3.5), "max": ms(p50 * 6)},
 			}
 			if inst == 0 {
 				s["latency_histogram"] = map[string]any{"bounds_ms": []float64{10, 25, 50, 100, 250, 500}, "counts": []uint64{reqs / 10, reqs / 5, reqs / 3, reqs / 5, reqs / 10, 0, reqs - reqs/10 - reqs/5 - reqs/3 - reqs/5 - reqs/10}}
@@ -168,3 +169,6 @@ func trafficBatches(service string, samples, perBatch int, end time.Time, seed u
 	}
 	return batches, totalRequests
 }
+
+// ms rounds to microseconds, as a sender reporting milliseconds would.
+func ms(v float64) float64 { return math.Round(v*1000) / 1000 }

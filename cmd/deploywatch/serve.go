@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type serveConfig struct {
 	maxBodyBytes int64
 	logLevel     string
 	logFormat    string
+	memoryLimit  int64
 
 	natsURL, natsListen                          string
 	natsUser, natsPassword, natsToken, natsCreds string
@@ -65,6 +67,7 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the embedded NATS' JetStream files and the local ClickHouse's data")
 	fs.StringVar(&c.apiTokens, "api-tokens", "", "comma-separated bearer tokens required on /api/ routes (none: open)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 10<<20, "largest request body accepted, after decompression")
+	fs.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "soft limit in bytes for the Go heap: the garbage collector works harder near it (0: none; GOMEMLIMIT wins when set)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.natsURL, "nats-url", "", "external NATS to use as the event log (none: run an embedded NATS server)")
@@ -105,6 +108,9 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 
 func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	set := metrics.NewSet()
+	if c.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(c.memoryLimit)
+	}
 	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create --data-dir %s: %w", c.dataDir, err)
 	}
