@@ -20,7 +20,7 @@ test:
 
 ## bench: the end-to-end pipeline benchmark against its ClickHouse ceiling
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 -timeout 30m ./internal/e2e/
+	$(GO) test -run '^$$' -bench 'Pipeline|Ceiling' -benchtime 3x -count 1 -timeout 30m ./cmd/deploywatch/
 
 ## run: start deploywatch with everything local
 run: build
