@@ -67,7 +67,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schema.Message) error {
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID))
 		if err != nil {
 			p.failures.Inc()
-			return fmt.Errorf("%w: cannot publish %s: %v", ErrUnavailable, m.Subject, err)
+			return fmt.Errorf("%w: cannot publish %s: %w", ErrUnavailable, m.Subject, err)
 		}
 		futures = append(futures, f)
 	}
@@ -80,7 +80,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schema.Message) error {
 			}
 		case err := <-f.Err():
 			p.failures.Inc()
-			return fmt.Errorf("%w: JetStream did not acknowledge %s: %v", ErrUnavailable, msgs[i].Subject, err)
+			return fmt.Errorf("%w: JetStream did not acknowledge %s: %w", ErrUnavailable, msgs[i].Subject, err)
 		case <-ctx.Done():
 			p.failures.Inc()
 			return fmt.Errorf("%w: no acknowledgement for %d of %d messages: %v", ErrUnavailable, len(futures)-i, len(futures), ctx.Err())

@@ -186,7 +186,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	}
 	api := ingest.New(ingest.Config{
 		MaxBodyBytes: c.maxBodyBytes,
-		APITokens:    splitList(c.apiTokens),
+		// Leave room for headers under the server's payload limit.
+		MaxMessageBytes: int(nc.MaxPayload()) - 16<<10,
+		APITokens:       splitList(c.apiTokens),
 		Checks: map[string]ingest.Check{
 			"nats":       pub.Check,
 			"clickhouse": conn.Ping,
