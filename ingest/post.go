@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 
 	"github.com/deploywatch/deploywatch/schema"
 )
@@ -26,7 +24,7 @@ func (a *API) postEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	events, err := decodeEvents(body)
+	events, err := schema.DecodeEvents(body)
 	if err != nil {
 		a.reject(w, err)
 		return
@@ -76,44 +74,6 @@ func eventID(ev schema.Event) string {
 	default:
 		return ev.EventID()
 	}
-}
-
-// decodeEvents takes one event or an array of them, and reports the problems
-// of all of them at once.
-func decodeEvents(body []byte) ([]schema.Event, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '[' {
-		ev, err := schema.DecodeEvent(body, "")
-		if err != nil {
-			return nil, err
-		}
-		return []schema.Event{ev}, nil
-	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, &schema.ValidationError{Fields: []schema.FieldError{{Field: "body", Problem: "is not a valid JSON array of events: " + err.Error()}}}
-	}
-	if len(raws) == 0 {
-		return nil, &schema.ValidationError{Fields: []schema.FieldError{{Field: "body", Problem: "is an empty array: send at least one event"}}}
-	}
-	events := make([]schema.Event, 0, len(raws))
-	var all schema.ValidationError
-	for i, raw := range raws {
-		ev, err := schema.DecodeEvent(raw, "["+strconv.Itoa(i)+"]")
-		var verr *schema.ValidationError
-		switch {
-		case errors.As(err, &verr):
-			all.Fields = append(all.Fields, verr.Fields...)
-		case err != nil:
-			return nil, err
-		default:
-			events = append(events, ev)
-		}
-	}
-	if len(all.Fields) > 0 {
-		return nil, &all
-	}
-	return events, nil
 }
 
 // publish encodes events into event log messages, publishes them all and

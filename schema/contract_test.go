@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -403,48 +402,10 @@ func decodeBody(route string, body []byte) error {
 	case "incident":
 		return DecodeInto(body, new(Incident), "")
 	case "event":
-		_, err := decodeEvents(body)
+		_, err := DecodeEvents(body)
 		return err
 	}
 	panic("no route " + route)
-}
-
-// decodeEvents takes one event or an array of them as POST /api/v1/events
-// does (ingest.decodeEvents, which schema cannot import).
-func decodeEvents(body []byte) ([]Event, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '[' {
-		ev, err := DecodeEvent(body, "")
-		if err != nil {
-			return nil, err
-		}
-		return []Event{ev}, nil
-	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "body", Problem: "is not a valid JSON array of events: " + err.Error()}}}
-	}
-	if len(raws) == 0 {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "body", Problem: "is an empty array: send at least one event"}}}
-	}
-	var events []Event
-	var all ValidationError
-	for i, raw := range raws {
-		ev, err := DecodeEvent(raw, "["+itoa(i)+"]")
-		var verr *ValidationError
-		switch {
-		case errors.As(err, &verr):
-			all.Fields = append(all.Fields, verr.Fields...)
-		case err != nil:
-			return nil, err
-		default:
-			events = append(events, ev)
-		}
-	}
-	if len(all.Fields) > 0 {
-		return nil, &all
-	}
-	return events, nil
 }
 
 // badFields returns the fields err names; err must be nil or a *ValidationError.

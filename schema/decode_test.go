@@ -196,7 +196,7 @@ func decodeRoute(route string, body []byte) ([]Event, error) {
 	case "incident":
 		ev = new(Incident)
 	default:
-		return decodeEvents(body)
+		return DecodeEvents(body)
 	}
 	return []Event{ev}, DecodeInto(body, ev, "")
 }

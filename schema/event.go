@@ -248,3 +248,42 @@ func unknownField(msg string) (string, bool) {
 	}
 	return "", false
 }
+
+// DecodeEvents takes one event or an array of them (what POST /api/v1/events
+// takes) and reports the problems of all of them at once, field names
+// prefixed with the element's index ("[1].service").
+func DecodeEvents(body []byte) ([]Event, error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		ev, err := DecodeEvent(body, "")
+		if err != nil {
+			return nil, err
+		}
+		return []Event{ev}, nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "body", Problem: "is not a valid JSON array of events: " + err.Error()}}}
+	}
+	if len(raws) == 0 {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "body", Problem: "is an empty array: send at least one event"}}}
+	}
+	events := make([]Event, 0, len(raws))
+	var all ValidationError
+	for i, raw := range raws {
+		ev, err := DecodeEvent(raw, "["+itoa(i)+"]")
+		var verr *ValidationError
+		switch {
+		case errors.As(err, &verr):
+			all.Fields = append(all.Fields, verr.Fields...)
+		case err != nil:
+			return nil, err
+		default:
+			events = append(events, ev)
+		}
+	}
+	if len(all.Fields) > 0 {
+		return nil, &all
+	}
+	return events, nil
+}

@@ -69,9 +69,12 @@ func TestPipelineEndToEnd(t *testing.T) {
 		if got := p.count(t, "SELECT sum(requests) FROM metric_samples FINAL WHERE service = 'checkout'"); got != totalRequests {
 			t.Errorf("sum(requests) in metric_samples = %d, want %d", got, totalRequests)
 		}
-		if got := p.count(t, "SELECT sum(requests) FROM metrics_1m FINAL WHERE service = 'checkout'"); got != totalRequests {
-			t.Errorf("sum(requests) in the metrics_1m rollup = %d, want %d", got, totalRequests)
-		}
+		// The rollup is written by the same insert, just after the samples
+		// become visible: poll for it rather than race it.
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := p.count(t, "SELECT sum(requests) FROM metrics_1m FINAL WHERE service = 'checkout'")
+			return got == totalRequests, fmt.Sprintf("sum(requests) in the metrics_1m rollup = %d, want %d", got, totalRequests)
+		})
 		if got := p.count(t, "SELECT count() FROM deploys WHERE deploy_id = ?", id); got != 1 {
 			t.Errorf("%d rows for the deploy in the deploys view, want 1", got)
 		}
