@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,9 +46,8 @@ func TestClickHouseOutage(t *testing.T) {
 		var metrics string
 		resp, err := http.Get(p.api + "/metrics")
 		if err == nil {
-			buf := make([]byte, 1<<20)
-			n, _ := resp.Body.Read(buf)
-			metrics = string(buf[:n])
+			body, _ := io.ReadAll(resp.Body) // one Read may return only part of the page
+			metrics = string(body)
 			resp.Body.Close()
 		}
 		return containsMetric(metrics, `deploywatch_sink_insert_errors_total{stream="DEPLOYWATCH_METRICS"}`), "waiting for a failed insert"
@@ -81,26 +82,11 @@ func countRows(p *pipeline, query string) (uint64, error) {
 // containsMetric reports whether the Prometheus text has a sample named
 // exactly name with a value other than 0.
 func containsMetric(text, name string) bool {
-	for _, line := range splitLines(text) {
-		if len(line) > len(name)+1 && line[:len(name)] == name && line[len(name)] == ' ' && line[len(name)+1:] != "0" {
+	for _, line := range strings.Split(text, "\n") {
+		value, ok := strings.CutPrefix(line, name+" ")
+		if ok && value != "0" {
 			return true
 		}
 	}
 	return false
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
 }
