@@ -62,6 +62,17 @@ func StreamConfigs(l StreamLimits) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		},
 		{
+			Name:        schema.SignalsStream,
+			Description: "deploywatch: verdicts, alerts and rollback signals",
+			Subjects:    []string{schema.SignalsSubjects},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      l.ChangesMaxAge,
+			Duplicates:  l.DuplicateWindow,
+			Replicas:    replicas,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
 			Name:        schema.DeadLetterStream,
 			Description: "deploywatch: messages that could not be processed, with the reason",
 			Subjects:    []string{schema.DeadLetterSubjects},

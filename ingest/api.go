@@ -23,6 +23,14 @@ type DeployReader interface {
 	GetDeploy(ctx context.Context, id string) (schema.DeployState, error)
 }
 
+// VerdictReader reads the impact analysis' latest verdict of deploys.
+type VerdictReader interface {
+	// Latest returns schema.ErrNotFound when the deploy has no verdict yet.
+	Latest(ctx context.Context, deployID string) (*schema.Verdict, error)
+	// LatestFor returns the verdicts of those deploys that have one.
+	LatestFor(ctx context.Context, deployIDs []string) (map[string]*schema.Verdict, error)
+}
+
 // Check tells whether a dependency is reachable, for /readyz.
 type Check func(ctx context.Context) error
 
@@ -41,9 +49,12 @@ type Config struct {
 	// RetryAfter is what a 503 tells the sender to wait.
 	RetryAfter time.Duration
 	// Checks are run by /readyz, by name.
-	Checks  map[string]Check
-	Logger  *slog.Logger
-	Metrics *metrics.Set
+	Checks map[string]Check
+	// Verdicts, when set, fills in the "verdict" of the deploys the read
+	// routes return; without it every verdict is null.
+	Verdicts VerdictReader
+	Logger   *slog.Logger
+	Metrics  *metrics.Set
 }
 
 // API serves the HTTP routes.

@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strconv"
@@ -39,6 +41,10 @@ func (a *API) listDeploys(w http.ResponseWriter, r *http.Request) {
 	if deploys == nil {
 		deploys = []schema.DeployState{}
 	}
+	if err := a.addVerdicts(r.Context(), deploys); err != nil {
+		a.storeError(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"deploys": deploys})
 }
 
@@ -56,7 +62,52 @@ func (a *API) getDeploy(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err)
 		return
 	}
+	if a.cfg.Verdicts != nil {
+		v, err := a.cfg.Verdicts.Latest(r.Context(), d.ID)
+		if err == nil {
+			err = setVerdict(&d, v)
+		}
+		if err != nil && !errors.Is(err, schema.ErrNotFound) {
+			a.storeError(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, d)
+}
+
+// addVerdicts sets each deploy's verdict to its latest one; deploys without
+// one keep null.
+func (a *API) addVerdicts(ctx context.Context, deploys []schema.DeployState) error {
+	if a.cfg.Verdicts == nil || len(deploys) == 0 {
+		return nil
+	}
+	ids := make([]string, len(deploys))
+	for i, d := range deploys {
+		ids[i] = d.ID
+	}
+	verdicts, err := a.cfg.Verdicts.LatestFor(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range deploys {
+		if err := setVerdict(&deploys[i], verdicts[deploys[i].ID]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setVerdict sets d's verdict to v; nil leaves it null.
+func setVerdict(d *schema.DeployState, v *schema.Verdict) error {
+	if v == nil {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cannot encode the verdict of deploy %s: %w", d.ID, err)
+	}
+	d.Verdict = raw
+	return nil
 }
 
 func (a *API) storeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -109,6 +109,8 @@ func eventEnv(ev schema.Event) string {
 		return e.Env
 	case *schema.MetricsBatch:
 		return e.Env
+	case *schema.Verdict:
+		return e.Env
 	}
 	return ""
 }

@@ -67,8 +67,8 @@ func (c *SinkConfig) defaults() {
 	}
 }
 
-// RunSink projects the changes and metrics streams into ClickHouse until ctx
-// is cancelled; then it writes and acks what it holds and returns.
+// RunSink projects the changes, metrics and signals streams into ClickHouse
+// until ctx is cancelled; then it writes and acks what it holds and returns.
 func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg SinkConfig) error {
 	cfg.defaults()
 	streams := []struct {
@@ -77,6 +77,7 @@ func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg 
 	}{
 		{schema.ChangesStream, &changesProjection{}},
 		{schema.MetricsStream, &metricsProjection{}},
+		{schema.SignalsStream, &signalsProjection{}},
 	}
 	errs := make([]error, len(streams))
 	var wg sync.WaitGroup
@@ -269,7 +270,12 @@ const insertTimeout = 2 * time.Minute
 
 // insert writes columns into table in one columnar batch.
 func (c *streamConsumer) insert(ctx context.Context, table, columns string, cols []any) error {
-	batch, err := c.ch.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
+	return insertColumns(ctx, c.ch, table, columns, cols)
+}
+
+// insertColumns writes columns into table through ch in one columnar batch.
+func insertColumns(ctx context.Context, ch BatchPreparer, table, columns string, cols []any) error {
+	batch, err := ch.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
 	if err != nil {
 		return fmt.Errorf("cannot prepare an insert into %s: %w", table, err)
 	}

@@ -10,11 +10,14 @@ const (
 	ChangesStream = "DEPLOYWATCH_CHANGES"
 	// MetricsStream keeps metric batches, within size and age limits.
 	MetricsStream = "DEPLOYWATCH_METRICS"
+	// SignalsStream keeps derived facts: verdicts, alerts, rollback signals.
+	SignalsStream = "DEPLOYWATCH_SIGNALS"
 	// DeadLetterStream keeps messages that could never be processed, with the reason.
 	DeadLetterStream = "DEPLOYWATCH_DEADLETTER"
 
 	ChangesSubjects    = "deploywatch.changes.>"
 	MetricsSubjects    = "deploywatch.metrics.>"
+	SignalsSubjects    = "deploywatch.signals.>"
 	DeadLetterSubjects = "deploywatch.deadletter.>"
 
 	// DeadLetterReasonHeader carries why a message was dead-lettered.
@@ -29,6 +32,8 @@ func Subject(ev Event) string {
 	switch ev.EventType() {
 	case TypeMetrics:
 		return "deploywatch.metrics." + token
+	case TypeVerdict:
+		return "deploywatch.signals.verdict." + token
 	default:
 		return "deploywatch.changes." + string(ev.EventType()) + "." + token
 	}

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			serveCommand(stderr),
 			migrateCommand(stdout, stderr),
 			markCommand(stdout, stderr),
+			deploysCommand(stdout),
+			replayCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

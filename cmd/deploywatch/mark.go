@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -97,7 +95,7 @@ func markDeployCommand(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			ctx, cancel := context.WithTimeout(ctx, *timeout)
 			defer cancel()
-			ids, err := postJSON(ctx, strings.TrimRight(*server, "/")+"/api/v1/deploys", *token, d)
+			ids, err := postDeploy(ctx, apiClient{server: *server, token: *token, serverFlag: "--server"}, d)
 			if err != nil {
 				return err
 			}
@@ -118,41 +116,16 @@ func flagTime(name, value string) (schema.Time, error) {
 	return schema.At(t), nil
 }
 
-// postJSON posts v and returns the ids the server accepted, or the server's
+// postDeploy posts d and returns the ids the server accepted, or the server's
 // error with every field problem it named.
-func postJSON(ctx context.Context, url, token string, v any) ([]string, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("--server: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach deploywatch at %s: %w (is `deploywatch serve` running? check --server)", url, err)
-	}
-	defer resp.Body.Close()
+func postDeploy(ctx context.Context, c apiClient, d schema.Deploy) ([]string, error) {
 	var answer struct {
-		IDs    []string            `json:"ids"`
-		Error  string              `json:"error"`
-		Fields []schema.FieldError `json:"fields"`
+		IDs []string `json:"ids"`
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err := json.Unmarshal(data, &answer); err != nil {
-		return nil, fmt.Errorf("%s answered %s with a body that is not deploywatch's JSON: %.200s", url, resp.Status, data)
+	err := c.call(ctx, http.MethodPost, "/api/v1/deploys", d, &answer)
+	var refused *apiError
+	if errors.As(err, &refused) {
+		return nil, fmt.Errorf("%s refused the deploy (%s): %s%s", refused.URL, refused.Status, refused.Message, refused.fieldLines())
 	}
-	if resp.StatusCode/100 != 2 {
-		msg := fmt.Sprintf("%s refused the deploy (%s): %s", url, resp.Status, answer.Error)
-		for _, f := range answer.Fields {
-			msg += fmt.Sprintf("\n  %s: %s", f.Field, f.Problem)
-		}
-		return nil, errors.New(msg)
-	}
-	return answer.IDs, nil
+	return answer.IDs, err
 }

@@ -54,6 +54,8 @@ type serveConfig struct {
 	flushInterval time.Duration
 	ackWait       time.Duration
 
+	impact impactFlags
+
 	// onReady, when set (by tests), is told the API's address once serve accepts requests.
 	onReady func(apiAddr string)
 }
@@ -86,6 +88,7 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&c.flushRows, "sink-flush-rows", 50_000, "the sink writes to ClickHouse once this many rows are buffered")
 	fs.DurationVar(&c.flushInterval, "sink-flush-interval", time.Second, "the sink writes to ClickHouse at the latest this long after a row arrived")
 	fs.DurationVar(&c.ackWait, "sink-ack-wait", 60*time.Second, "how long JetStream waits for the sink's ack before redelivering")
+	c.impact.register(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "deploywatch serve [flags]",
@@ -108,6 +111,10 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 
 func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	set := metrics.NewSet()
+	impactCfg, err := loadImpactConfig(c.impact)
+	if err != nil {
+		return err
+	}
 	if c.memoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(c.memoryLimit)
 	}
@@ -193,8 +200,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			"nats":       pub.Check,
 			"clickhouse": conn.Ping,
 		},
-		Logger:  log.With("component", "api"),
-		Metrics: set,
+		Verdicts: store.NewVerdicts(conn),
+		Logger:   log.With("component", "api"),
+		Metrics:  set,
 	}, pub, store.NewDeploys(conn))
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -210,6 +218,14 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			Logger: log.With("component", "sink"), Metrics: set,
 		})
 	}()
+
+	// The deploy impact analysis.
+	impactCtx, stopImpact := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopImpact()
+	var impactDone <-chan error
+	if c.impact.enabled {
+		impactDone = startImpact(impactCtx, impactCfg, js, pub, conn, log.With("component", "impact"), set)
+	}
 
 	httpSrv := ingest.NewServer(c.listen, api.Handler())
 	httpErr := make(chan error, 1)
@@ -228,10 +244,19 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	case err := <-sinkDone:
 		failure = fmt.Errorf("the ClickHouse sink stopped: %w", err)
 		sinkDone <- nil
+	case err := <-impactDone:
+		failure = fmt.Errorf("the impact analysis stopped: %w", err)
+		c.impact.enabled = false
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutdownCtx)
+	stopImpact()
+	if c.impact.enabled {
+		if err := <-impactDone; err != nil {
+			log.Error("the impact analysis did not stop cleanly; JetStream redelivers what it did not ack", "err", err)
+		}
+	}
 	stopSink()
 	if err := <-sinkDone; err != nil {
 		log.Error("the ClickHouse sink did not stop cleanly; JetStream redelivers what it did not ack", "err", err)

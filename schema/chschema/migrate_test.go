@@ -108,7 +108,7 @@ func TestMigrateTwiceAppliesNothingTheSecondTime(t *testing.T) {
 		}
 		tables = append(tables, name)
 	}
-	want := []string{"deploy_changes", "deploys", "events", "incident_changes", "metric_samples", "metrics_1m", "metrics_1m_mv", "schema_migrations"}
+	want := []string{"deploy_changes", "deploy_verdicts", "deploys", "events", "incident_changes", "latest_verdicts", "metric_samples", "metrics_1m", "metrics_1m_mv", "schema_migrations"}
 	if !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s:\n got %v\nwant %v", db, tables, want)
 	}

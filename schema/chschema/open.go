@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -110,4 +111,17 @@ func createDatabase(ctx context.Context, opts clickhouse.Options) error {
 		return fmt.Errorf("cannot create database %s: %w", db, err)
 	}
 	return nil
+}
+
+// WithDatabase returns dsn naming database db instead of its own.
+func WithDatabase(dsn, db string) (string, error) {
+	if err := ValidateDatabaseName(db); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "", fmt.Errorf("cannot parse the ClickHouse DSN: it must look like clickhouse://host:9000/db")
+	}
+	u.Path = "/" + db
+	return u.String(), nil
 }
