@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/deploywatch/deploywatch/internal/testenv"
+	"github.com/deploywatch/deploywatch/schema/chschema"
 )
 
 // serviceTraffic makes metric batches of one service in production: four
@@ -69,7 +73,12 @@ type verdictAnswer struct {
 // brings five times the errors, one whose deploy changes nothing. The first
 // must read bad, the second healthy once its window has passed.
 func TestImpactEndToEnd(t *testing.T) {
-	p := startServe(t, testenv.ClickHouse(t), func(c *serveConfig) { c.impact.enabled = true })
+	natsSrv := testenv.NATS(t)
+	dsn := testenv.ClickHouse(t)
+	p := startServe(t, dsn, func(c *serveConfig) {
+		c.impact.enabled = true
+		c.natsURL = natsSrv.ClientURL()
+	})
 	deployAt := time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC)
 	finished := deployAt.Add(time.Minute)
 	versionAt := func(ts time.Time) string {
@@ -136,4 +145,134 @@ func TestImpactEndToEnd(t *testing.T) {
 	t.Logf("checkout: %s (score %d): %s", bad.Verdict.Status, bad.Verdict.Score, bad.Verdict.Reason)
 	healthy := waitVerdict("search", "healthy")
 	t.Logf("search: %s (score %d): %s", healthy.Verdict.Status, healthy.Verdict.Score, healthy.Verdict.Reason)
+
+	// Replaying the recorded event log into fresh tables gives the very same
+	// verdicts, interim ones included.
+	live := verdictRows(t, p, "")
+	liveDB, err := chschema.DatabaseFromDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	err = replay(context.Background(), replayConfig{
+		natsURL: natsSrv.ClientURL(), clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
+	}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("replay: %v (%s)", err, errOut.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+	replayed := verdictRows(t, p, liveDB+"_replay.")
+	if len(live) < 10 {
+		t.Fatalf("only %d verdicts recorded live", len(live))
+	}
+	if !slices.Equal(live, replayed) {
+		t.Errorf("replay gave other verdicts: %d live, %d replayed; first difference:\n%s", len(live), len(replayed), firstDifference(live, replayed))
+	}
+	// A replay refuses to write over tables that exist.
+	err = replay(context.Background(), replayConfig{
+		natsURL: natsSrv.ClientURL(), clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
+	}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "already has") {
+		t.Errorf("a second replay into the same database: got %v, want a refusal", err)
+	}
+}
+
+// verdictRows lists every verdict in a database as comparable lines.
+func verdictRows(t *testing.T, p *pipeline, db string) []string {
+	t.Helper()
+	rows, err := p.ch.Query(context.Background(), "SELECT id, status, score, final, reason, body FROM "+db+"deploy_verdicts FINAL ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, status, reason, body string
+		var score, final uint8
+		if err := rows.Scan(&id, &status, &score, &final, &reason, &body); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s %s %d %d %s %s", id, status, score, final, reason, body))
+	}
+	return out
+}
+
+func firstDifference(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return "live:     " + a[i] + "\nreplayed: " + b[i]
+		}
+	}
+	return "one is a prefix of the other"
+}
+
+// TestImpactSurvivesRestart stops serve halfway through a deploy's window
+// and starts it again: the analysis goes on from where it was, with the
+// samples from before the restart, and no evaluation is lost or doubled.
+func TestImpactSurvivesRestart(t *testing.T) {
+	natsSrv := testenv.NATS(t)
+	dsn := testenv.ClickHouse(t)
+	tweak := func(c *serveConfig) {
+		c.impact.enabled = true
+		c.natsURL = natsSrv.ClientURL()
+	}
+	p := startServe(t, dsn, tweak)
+	deployAt := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+	finished := deployAt.Add(time.Minute)
+	versionAt := func(ts time.Time) string {
+		if ts.After(deployAt) {
+			return "v7"
+		}
+		return "v6"
+	}
+	body := fmt.Sprintf(`{"service":"cart","env":"production","version":"v7","previous_version":"v6","status":"succeeded","started_at":%q,"finished_at":%q}`,
+		deployAt.Format(time.RFC3339), finished.Format(time.RFC3339))
+	status, answer := p.post(t, "/api/v1/deploys", []byte(body))
+	if status != http.StatusAccepted {
+		t.Fatalf("POST deploy: %d %v", status, answer)
+	}
+	id := answer["ids"].([]any)[0].(string)
+	steady := func(time.Time) float64 { return 0.004 }
+	batches := serviceTraffic("cart", deployAt.Add(-30*time.Minute), finished.Add(32*time.Minute), 15, steady, versionAt, 3)
+	half := len(batches) * 3 / 4 // 30 min before, then part of the after window
+	for _, b := range batches[:half] {
+		if status, answer := p.post(t, "/api/v1/metrics", b); status != http.StatusAccepted {
+			t.Fatalf("POST metrics: %d %v", status, answer)
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		var got verdictAnswer
+		p.getJSON(t, "/api/v1/deploys/"+id, &got)
+		return got.Verdict != nil, "waiting for an interim verdict before the restart"
+	})
+	p.stop()
+
+	p = startServe(t, dsn, tweak)
+	for _, b := range batches[half:] {
+		if status, answer := p.post(t, "/api/v1/metrics", b); status != http.StatusAccepted {
+			t.Fatalf("POST metrics: %d %v", status, answer)
+		}
+	}
+	var got verdictAnswer
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		got = verdictAnswer{}
+		p.getJSON(t, "/api/v1/deploys/"+id, &got)
+		if got.Verdict == nil {
+			return false, "no verdict"
+		}
+		return got.Verdict.Final, "latest verdict " + got.Verdict.Status + ": " + got.Verdict.Reason
+	})
+	if got.Verdict.Status != "healthy" {
+		t.Fatalf("after the restart: %s (%s), want healthy", got.Verdict.Status, got.Verdict.Reason)
+	}
+	// Every 10 s of event time from the first evaluation to the final one
+	// has exactly one verdict.
+	var n, first, last uint64
+	if err := p.ch.QueryRow(context.Background(), `SELECT count(), toUInt64(min(evaluated_at)), toUInt64(max(evaluated_at))
+FROM deploy_verdicts FINAL WHERE deploy_id = ?`, id).Scan(&n, &first, &last); err != nil {
+		t.Fatal(err)
+	}
+	if want := (last-first)/10 + 1; n != want {
+		t.Errorf("%d verdicts from %d to %d, want one every 10 s: %d", n, first, last, want)
+	}
 }

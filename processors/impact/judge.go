@@ -731,19 +731,19 @@ func mannWhitney(x, y []float64) dirP {
 	n1, n2 := len(x), len(y)
 	var u, ties float64
 	i, k := 0, 0
-	for i < n1 || k < n2 {
-		var v float64
-		switch {
-		case k == n2:
-			v = x[i]
-		case i == n1:
-			v = y[k]
-		default:
-			v = min(x[i], y[k])
+	for i < n1 {
+		v := x[i]
+		// y values below v: each a tie group of its own or with its equals.
+		for k < n2 && y[k] < v {
+			k0 := k
+			for k++; k < n2 && y[k] == y[k0]; k++ {
+			}
+			if t := float64(k - k0); t > 1 {
+				ties += t*t*t - t
+			}
 		}
 		i0, k0 := i, k
-		for i < n1 && x[i] == v {
-			i++
+		for i++; i < n1 && x[i] == v; i++ {
 		}
 		for k < n2 && y[k] == v {
 			k++
@@ -751,6 +751,14 @@ func mannWhitney(x, y []float64) dirP {
 		cx, cy := float64(i-i0), float64(k-k0)
 		u += cx * (float64(k0) + cy/2)
 		if t := cx + cy; t > 1 {
+			ties += t*t*t - t
+		}
+	}
+	for k < n2 {
+		k0 := k
+		for k++; k < n2 && y[k] == y[k0]; k++ {
+		}
+		if t := float64(k - k0); t > 1 {
 			ties += t*t*t - t
 		}
 	}
@@ -828,22 +836,29 @@ func hodgesLehmann(x, y, buf []float64) (float64, []float64) {
 	kA, kB := (total+1)/2, total/2+1
 	lo, hi := math.Nextafter(x[0]-y[m-1], math.Inf(-1)), x[n-1]-y[0]
 	cLo, cHi := 0, total
-	var result float64
-	done := false
+	// The smallest pair above lo and the largest at or below hi: when they
+	// are equal, every pair in the bracket has that value (ties).
+	loNext, hiPair := x[0]-y[m-1], hi
+	result, done := hiPair, loNext == hiPair
 	// try narrows the bracket to mid, or finds the median when mid splits
 	// the two middle pairs (kA == countLE < kB).
 	try := func(mid float64) {
 		if done || !(mid > lo && mid < hi) {
 			return
 		}
-		switch c := countLE(x, y, mid); {
+		passes++
+		c, below, above := countAround(x, y, mid)
+		switch {
 		case c >= kB:
-			hi, cHi = mid, c
+			hi, cHi, hiPair = mid, c, below
 		case c < kA:
-			lo, cLo = mid, c
+			lo, cLo, loNext = mid, c, above
 		default:
-			below, above := around(x, y, mid)
 			result, done = below/2+above/2, true
+			return
+		}
+		if loNext == hiPair {
+			result, done = hiPair, true
 		}
 	}
 	guess := medianOf(x) - medianOf(y)
@@ -910,37 +925,26 @@ func hlStdErr(x, y []float64) float64 {
 	return sigma * math.Sqrt(1/float64(len(x))+1/float64(len(y)))
 }
 
-// countLE counts the pairs with x[i]-y[k] <= d. For each x the pairs at or
-// below d are those from the first y with x-y <= d on, and that first y
-// moves only right as x grows.
-func countLE(x, y []float64, d float64) int {
-	m, k, c := len(y), 0, 0
-	for _, xv := range x {
-		for k < m && xv-y[k] > d {
-			k++
-		}
-		c += m - k
-	}
-	return c
-}
-
-// around returns the largest pair difference at or below d and the smallest
-// above it.
-func around(x, y []float64, d float64) (below, above float64) {
+// countAround counts the pairs with x[i]-y[k] <= d and finds the largest
+// pair at or below d and the smallest above it, in one pass. For each x the
+// pairs at or below d are those from the first y with x-y <= d on, and that
+// first y moves only right as x grows.
+func countAround(x, y []float64, d float64) (c int, below, above float64) {
 	below, above = math.Inf(-1), math.Inf(1)
 	m, k := len(y), 0
 	for _, xv := range x {
 		for k < m && xv-y[k] > d {
 			k++
 		}
-		if k < m {
-			below = max(below, xv-y[k])
+		c += m - k
+		if k < m && xv-y[k] > below {
+			below = xv - y[k]
 		}
-		if k > 0 {
-			above = min(above, xv-y[k-1])
+		if k > 0 && xv-y[k-1] < above {
+			above = xv - y[k-1]
 		}
 	}
-	return below, above
+	return c, below, above
 }
 
 // binomGE returns P(X >= k) for X ~ Binomial(n, p), k and n whole numbers.
@@ -1177,3 +1181,4 @@ func spoken(d time.Duration) string {
 	}
 	return unit(int64(d.Round(time.Second)/time.Second), "second")
 }
+var passes int

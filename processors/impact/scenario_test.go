@@ -469,23 +469,26 @@ var categories = []category{
 	}},
 	{name: "healthy at the daily peak (26 h)", expected: "not bad", full: 16, build: func(b *builder, i int) {
 		tr := b.traffic()
+		// A sharp peak (a lunch or dinner rush) on a service that slows down
+		// under load: p99 doubles from trough to peak.
 		tr.PeakToTrough = 3
-		tr.Sharpness = b.uniform(3, 6)
-		tr.LoadLatency = b.uniform(0.3, 0.5)
-		tr.LoadTail = b.uniform(0.2, 0.3)
+		tr.Sharpness = b.uniform(12, 24)
+		tr.LoadLatency = b.uniform(0.5, 0.7)
+		tr.LoadTail = b.uniform(0.3, 0.4)
 		day := time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i)
-		// Deploy on the ramp into the peak, so the rhythm lifts traffic and
-		// latency across the deploy, as it did the day before.
-		at := day.Add(tr.PeakAt - time.Duration(b.uniform(20, 80)*float64(time.Minute))).Truncate(time.Second)
+		// Deploy on the steep ramp into the peak, so the rhythm lifts traffic
+		// and latency across the deploy as it did the day before.
+		at := day.Add(tr.PeakAt - time.Duration(b.uniform(60, 90)*float64(time.Minute))).Truncate(time.Second)
 		rate := b.logUniform(20, 300)
 		s := b.service("catalog", tr, at, rate)
 		finish := b.deploy(s, at, false)
 		b.healthyChange(s, finish)
 		b.sc.from = at.Add(-26 * time.Hour).Truncate(sampleInterval)
 		before, after := at.Add(-15*time.Minute), finish.Add(15*time.Minute)
-		lat := func(t time.Time) float64 { return 1 + tr.LoadLatency*tr.load(t) }
-		describe(s, rate, fmt.Sprintf("rhythm: traffic x%.2f, p50 x%.2f across the deploy",
-			s.gen.tr.rate(after)/s.gen.tr.rate(before), lat(after)/lat(before)))
+		p50 := func(t time.Time) float64 { return 1 + tr.LoadLatency*tr.load(t) }
+		p99 := func(t time.Time) float64 { return p50(t) * math.Exp(z99*tr.Sigma*tr.LoadTail*tr.load(t)) }
+		describe(s, rate, fmt.Sprintf("rhythm across the deploy: traffic x%.2f, p50 x%.2f, p99 x%.2f",
+			s.gen.tr.rate(after)/s.gen.tr.rate(before), p50(after)/p50(before), p99(after)/p99(before)))
 	}},
 	{name: "concurrent deploys", expected: "1 bad + 1 not bad", full: 16, build: func(b *builder, i int) {
 		at := b.deployTime(i)

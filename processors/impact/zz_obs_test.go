@@ -32,7 +32,7 @@ func BenchmarkHLSmoke(b *testing.B) {
 	})
 	b.Run("count", func(b *testing.B) {
 		for b.Loop() {
-			countLE(o2.lat[2], o1.lat[2], 0)
+			countAround(o2.lat[2], o1.lat[2], 0)
 		}
 	})
 	b.Run("mwu", func(b *testing.B) {
