@@ -132,8 +132,9 @@ type analysis struct {
 	rolledBack time.Time
 	earlier    map[time.Duration][]Point // history cache by shift
 	// baseline caches the before window's points once it is complete.
-	baseline    []Point
-	baselineWin schema.Window
+	baseline     []Point
+	baselineWin  schema.Window
+	baselineKept bool
 }
 
 // NewAnalyzer returns an Analyzer with no state.
@@ -525,12 +526,12 @@ func (a *Analyzer) baselineWindow(s *series, an *analysis, p Policy) schema.Wind
 // baselinePoints are the before window's points; read from History once
 // when memory does not reach back that far.
 func (a *Analyzer) baselinePoints(s *series, an *analysis, w schema.Window) []Point {
-	if an.baseline != nil && an.baselineWin == w {
+	if an.baselineKept && an.baselineWin == w {
 		return an.baseline
 	}
 	pts := a.pointsIn(s, w.From.Time, w.To.Time)
 	if w.To.Time.Before(s.watermark.Add(-a.cfg.Lateness)) { // complete: safe to keep
-		an.baseline, an.baselineWin = slices.Clip(pts), w
+		an.baseline, an.baselineWin, an.baselineKept = slices.Clip(pts), w, true
 	}
 	return pts
 }

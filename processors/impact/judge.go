@@ -827,8 +827,9 @@ const hlBatch = 128
 // O(len(x)+len(y)) pass a step: first two steps either side of the
 // difference of the medians, about two standard errors away, then steps
 // guessed by interpolation with every third one a bisection. Then it sorts
-// the few pairs left in the bracket. The result is exact. buf is scratch
-// space, returned for reuse.
+// the few pairs left in the bracket. The result is exact but where pairs
+// differ by rounding only (within 1e-12 of the largest value). buf is
+// scratch space, returned for reuse.
 func hodgesLehmann(x, y, buf []float64) (float64, []float64) {
 	n, m := len(x), len(y)
 	total := n * m
@@ -837,16 +838,18 @@ func hodgesLehmann(x, y, buf []float64) (float64, []float64) {
 	lo, hi := math.Nextafter(x[0]-y[m-1], math.Inf(-1)), x[n-1]-y[0]
 	cLo, cHi := 0, total
 	// The smallest pair above lo and the largest at or below hi: when they
-	// are equal, every pair in the bracket has that value (ties).
+	// are equal, every pair in the bracket has that value (ties), and when
+	// they differ by rounding only, the median is between them: the result
+	// is then within eps of the exact one.
 	loNext, hiPair := x[0]-y[m-1], hi
-	result, done := hiPair, loNext == hiPair
+	eps := 1e-12 * max(math.Abs(x[0]), math.Abs(x[n-1]), math.Abs(y[0]), math.Abs(y[m-1]))
+	result, done := hiPair, hiPair-loNext <= eps
 	// try narrows the bracket to mid, or finds the median when mid splits
 	// the two middle pairs (kA == countLE < kB).
 	try := func(mid float64) {
 		if done || !(mid > lo && mid < hi) {
 			return
 		}
-		passes++
 		c, below, above := countAround(x, y, mid)
 		switch {
 		case c >= kB:
@@ -857,8 +860,8 @@ func hodgesLehmann(x, y, buf []float64) (float64, []float64) {
 			result, done = below/2+above/2, true
 			return
 		}
-		if loNext == hiPair {
-			result, done = hiPair, true
+		if hiPair-loNext <= eps {
+			result, done = loNext/2+hiPair/2, true
 		}
 	}
 	guess := medianOf(x) - medianOf(y)
@@ -1181,4 +1184,3 @@ func spoken(d time.Duration) string {
 	}
 	return unit(int64(d.Round(time.Second)/time.Second), "second")
 }
-var passes int
