@@ -1,6 +1,7 @@
 package impact
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -50,6 +51,11 @@ type judge struct {
 	stamps       []stamp
 	buf          []float64
 	keys         []uint64
+	// improved describes the metrics that changed beyond their tolerance in
+	// the harmless direction; rhythm holds, for the metrics the rhythm guard
+	// passed, what explains their change.
+	improved [numMetrics]string
+	rhythm   [numMetrics]string
 }
 
 // obs is one group's observations, each metric's sorted.
@@ -113,7 +119,7 @@ func (j *judge) observe(o *obs, pts []Point) {
 		}
 	}
 	if j.total {
-		cmpStamp := func(a, b stamp) int { return compareInt(a.t, b.t) }
+		cmpStamp := func(a, b stamp) int { return cmp.Compare(a.t, b.t) }
 		if !slices.IsSortedFunc(j.stamps, cmpStamp) {
 			slices.SortFunc(j.stamps, cmpStamp)
 		}
@@ -147,16 +153,6 @@ func sortFloats(s []float64, keys []uint64) []uint64 {
 	return keys
 }
 
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // dirP holds the one-sided p-values of a comparison: that the candidate is
 // higher, and that it is lower, than the baseline.
 type dirP struct{ up, down float64 }
@@ -176,6 +172,7 @@ func (j *judge) run() schema.Verdict {
 		Candidate:  in.Candidate.Window,
 		Metrics:    make([]schema.MetricVerdict, 0, numMetrics),
 	}
+	j.improved, j.rhythm = [numMetrics]string{}, [numMetrics]string{}
 	j.observe(&j.base, in.Baseline.Points)
 	j.observe(&j.cand, in.Candidate.Points)
 	flagged := false
@@ -184,12 +181,15 @@ func (j *judge) run() schema.Verdict {
 		if mp.Disabled {
 			continue
 		}
-		mv, _ := j.compare(i, mp, &j.base, &j.cand)
+		mv, _, improved := j.compare(i, mp, &j.base, &j.cand)
+		if improved {
+			j.improved[i] = strings.TrimSuffix(mv.Note, harmless)
+		}
 		flagged = flagged || harmful(mv.Class)
 		v.Metrics = append(v.Metrics, mv)
 	}
 	if flagged && in.Comparison == schema.BeforeVsAfter {
-		j.rhythm(v.Metrics)
+		j.guardRhythm(v.Metrics)
 	}
 	j.decide(&v)
 	return v
@@ -209,8 +209,8 @@ func metricIndex(name string) int {
 }
 
 // compare judges metric i of the candidate against the baseline.
-func (j *judge) compare(i int, mp *MetricPolicy, b, c *obs) (schema.MetricVerdict, dirP) {
-	mv := schema.MetricVerdict{
+func (j *judge) compare(i int, mp *MetricPolicy, b, c *obs) (mv schema.MetricVerdict, d dirP, improved bool) {
+	mv = schema.MetricVerdict{
 		Name:      metricNames[i],
 		Class:     schema.MetricPass,
 		Harm:      string(mp.Harm),
@@ -220,17 +220,16 @@ func (j *judge) compare(i int, mp *MetricPolicy, b, c *obs) (schema.MetricVerdic
 		PValue:    1,
 		Ratio:     1,
 	}
-	var d dirP
 	if i == metricErrorRate {
-		d = j.compareErrors(mp, b, c, &mv)
+		d, improved = j.compareErrors(mp, b, c, &mv)
 	} else {
-		d = j.compareShift(i, mp, b, c, &mv)
+		d, improved = j.compareShift(i, mp, b, c, &mv)
 	}
 	mv.PValue, mv.Shift, mv.Ratio, mv.Effect = finite0(mv.PValue), finite0(mv.Shift), finite0(mv.Ratio), finite0(mv.Effect)
 	for _, st := range []*schema.Stats{&mv.Baseline, &mv.Candidate} {
 		st.Value, st.Requests, st.Errors = finite0(st.Value), finite0(st.Requests), finite0(st.Errors)
 	}
-	return mv, d
+	return mv, d, improved
 }
 
 // classify applies the policy to a comparison: harmful (high or low) when the
@@ -262,8 +261,12 @@ func harmP(h Harm, d dirP) float64 {
 	return min(1, 2*min(d.up, d.down))
 }
 
+// harmless ends the note of a metric that changed beyond its tolerance the
+// other way.
+const harmless = ": in the harmless direction"
+
 // compareShift judges latency or request rate, sample by sample.
-func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) dirP {
+func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) (dirP, bool) {
 	p := j.p
 	x, y := c.values(i), b.values(i)
 	mv.Test = "mann_whitney"
@@ -273,23 +276,22 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 		mv.Baseline.Requests, mv.Candidate.Requests = b.requests, c.requests
 	}
 	none := dirP{1, 1}
-	unit := "samples"
 	switch {
 	case len(y) < p.MinSamples:
 		mv.Class = schema.MetricNoData
 		mv.SamplesNeeded = max(0, p.MinSamples-len(x))
-		mv.Note = thousands(len(y)) + " " + unit + " " + j.baseWord() + ", at least " + thousands(p.MinSamples) + " needed"
-		return none
+		mv.Note = thousands(len(y)) + " samples " + j.baseWord() + ", at least " + thousands(p.MinSamples) + " needed"
+		return none, false
 	case len(x) < p.MinSamples:
 		mv.Class = schema.MetricNoData
 		mv.SamplesNeeded = p.MinSamples - len(x)
-		mv.Note = thousands(len(x)) + " " + unit + ", at least " + thousands(p.MinSamples) + " needed"
-		return none
+		mv.Note = thousands(len(x)) + " samples, at least " + thousands(p.MinSamples) + " needed"
+		return none, false
 	case i == metricRequestRate && b.requests/float64(b.samples) < p.MinSampleRequests:
 		mv.Class = schema.MetricNoData
 		mv.Note = sig2(b.requests/float64(b.samples)) + " requests per sample " + j.baseWord() +
 			", too few to compare rates sample by sample (at least " + sig2(p.MinSampleRequests) + " needed)"
-		return none
+		return none, false
 	}
 	d := mannWhitney(x, y)
 	var shift float64
@@ -312,7 +314,7 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 	mv.Class = class
 	switch {
 	case improved:
-		mv.Note = j.change(i, mv, d.toward(mv.Effect)) + ": the harmless direction"
+		mv.Note = j.change(i, mv, d.toward(mv.Effect)) + harmless
 	case class == schema.MetricPass:
 		sides := 1.0
 		if mp.Harm == HarmBoth {
@@ -326,13 +328,13 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 				", about " + roughly(need) + " more needed"
 		}
 	}
-	return d
+	return d, improved
 }
 
 // compareErrors judges the error rate with the exact conditional test of two
 // Poisson rates: given the errors of both groups, the candidate's share is
 // binomial with the candidate's share of the requests under no change.
-func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) dirP {
+func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) (dirP, bool) {
 	p := j.p
 	nb, eb := math.Round(b.requests), math.Round(b.errors)
 	nc, ec := math.Round(c.requests), math.Round(c.errors)
@@ -343,7 +345,7 @@ func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerd
 	if nb == 0 {
 		mv.Class = schema.MetricNoData
 		mv.Note = "no requests " + j.baseWord()
-		return none
+		return none, false
 	}
 	rb, rc := eb/nb, ec/nc
 	if nc == 0 {
@@ -368,14 +370,14 @@ func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerd
 	class, improved := classify(mp, d, mv.Effect, mv.Shift, p.Alpha)
 	mv.Class = class
 	if improved {
-		mv.Note = j.change(metricErrorRate, mv, d.toward(mv.Effect)) + ": the harmless direction"
+		mv.Note = j.change(metricErrorRate, mv, d.toward(mv.Effect)) + harmless
 	}
 	if class != schema.MetricPass || improved {
-		return d
+		return d, improved
 	}
 	need := j.errorPower(mp, nb, eb, nc)
 	if need.more == 0 {
-		return d
+		return d, false
 	}
 	mv.Class = schema.MetricNoData
 	mv.SamplesNeeded = need.more
@@ -386,7 +388,7 @@ func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerd
 	} else {
 		mv.Note = thousands(nc) + " requests, about " + roughly(need.more) + " more needed" + tell
 	}
-	return d
+	return d, false
 }
 
 type errorNeed struct {
@@ -468,10 +470,10 @@ func smallestN(from float64, ok func(float64) bool) (float64, bool) {
 	return math.Ceil(hi), true
 }
 
-// rhythm reclassifies a harmful change as a pass when the same change
-// happened at the same time of an earlier day or week: the service's rhythm,
-// not the deploy.
-func (j *judge) rhythm(ms []schema.MetricVerdict) {
+// guardRhythm reclassifies a harmful change as a pass when the same change,
+// at least about half as large and significant, happened at the same time
+// of an earlier day or week: the service's rhythm, not the deploy.
+func (j *judge) guardRhythm(ms []schema.MetricVerdict) {
 	for _, e := range j.in.Earlier {
 		j.observe(&j.ebase, e.Baseline.Points)
 		j.observe(&j.ecand, e.Candidate.Points)
@@ -481,7 +483,7 @@ func (j *judge) rhythm(ms []schema.MetricVerdict) {
 				continue
 			}
 			i := metricIndex(mv.Name)
-			em, d := j.compare(i, j.p.Metrics.metric(i), &j.ebase, &j.ecand)
+			em, d, _ := j.compare(i, j.p.Metrics.metric(i), &j.ebase, &j.ecand)
 			if em.Class == schema.MetricNoData || math.Signbit(em.Effect) != math.Signbit(mv.Effect) ||
 				math.Abs(em.Effect) < 0.5*math.Abs(mv.Effect) || d.toward(mv.Effect) >= j.p.Alpha {
 				continue
@@ -494,9 +496,10 @@ func (j *judge) rhythm(ms []schema.MetricVerdict) {
 			if strings.Contains(e.Label, "week") {
 				kind = "weekly"
 			}
+			j.rhythm[i] = "the same " + word + " happened " + e.Label + " at this time (" + signedPct(em.Effect) +
+				", " + pText(d.toward(mv.Effect)) + "): " + kind + " rhythm, not this deploy"
 			mv.Class = schema.MetricPass
-			mv.Note = j.change(i, mv, mv.PValue) + ", but the same " + word + " happened " + e.Label +
-				" at this time (" + signedPct(em.Effect) + "): " + kind + " rhythm, not this deploy"
+			mv.Note = j.change(i, mv, mv.PValue) + ", but " + j.rhythm[i]
 		}
 	}
 }
@@ -544,7 +547,7 @@ func (j *judge) decide(v *schema.Verdict) {
 		case judged == 0:
 			v.Reason = "so far " + j.noDataWords(j.missing(v.Metrics, false), after)
 		default:
-			v.Reason = "so far no metric moved beyond its tolerance " + after + j.summary(v.Metrics)
+			v.Reason = "so far " + j.calm(v.Metrics, after)
 		}
 		return
 	}
@@ -562,11 +565,7 @@ func (j *judge) decide(v *schema.Verdict) {
 	}
 	if judged == 0 {
 		v.Status = schema.VerdictInconclusive
-		if m := j.missing(v.Metrics, false); m != nil {
-			v.Reason = j.noDataWords(m, after)
-		} else {
-			v.Reason = "no metric to judge " + after
-		}
+		v.Reason = j.noDataWords(j.missing(v.Metrics, false), after)
 		return
 	}
 	switch {
@@ -581,7 +580,23 @@ func (j *judge) decide(v *schema.Verdict) {
 		v.Reason = j.change(metricIndex(w.Name), w, w.PValue) + " " + after + " (score " + strconv.Itoa(v.Score) + ")"
 		return
 	}
-	v.Reason = "no metric moved beyond its tolerance " + after + j.summary(v.Metrics)
+	v.Reason = j.calm(v.Metrics, after)
+}
+
+// calm is the reason when no metric is harmful: what the rhythm guard
+// explained, else what improved, else the headline numbers.
+func (j *judge) calm(ms []schema.MetricVerdict, after string) string {
+	for k := range ms {
+		if i := metricIndex(ms[k].Name); j.rhythm[i] != "" {
+			return j.change(i, &ms[k], ms[k].PValue) + " " + after + ", but " + j.rhythm[i]
+		}
+	}
+	for k := range ms {
+		if i := metricIndex(ms[k].Name); j.improved[i] != "" {
+			return "no metric got worse beyond its tolerance " + after + "; " + j.improved[i]
+		}
+	}
+	return "no metric moved beyond its tolerance " + after + j.summary(ms)
 }
 
 // worst returns the harmful metric, among those ok accepts, that went
@@ -627,6 +642,9 @@ func (j *judge) missing(ms []schema.MetricVerdict, critical bool) *schema.Metric
 }
 
 func (j *judge) noDataWords(m *schema.MetricVerdict, after string) string {
+	if m == nil {
+		return "no metric to judge " + after
+	}
 	i := metricIndex(m.Name)
 	what := "too few samples to judge " + metricLabel(i)
 	if i == metricErrorRate || i == metricRequestRate {

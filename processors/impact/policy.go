@@ -299,7 +299,11 @@ func decodeOnto(n *yaml.Node, p *Policy, prefix string) error {
 	return n.Decode((*plainPolicy)(p))
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	// nodeType fields are decoded later, with checks of their own.
+	nodeType = reflect.TypeFor[yaml.Node]()
+)
 
 // checkKeys refuses mapping keys that name no field of t, where the decoder's
 // KnownFields cannot reach (yaml.v3 decodes a Node without it).
@@ -317,7 +321,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 			return fmt.Errorf("line %d: unknown field %q in %s (known: %s)",
 				key.Line, key.Value, strings.TrimSuffix(cmp.Or(prefix, "policy."), "."), strings.Join(tagsOf(t), ", "))
 		}
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType && f.Type != nodeType {
 			if err := checkKeys(val, f.Type, prefix+key.Value+"."); err != nil {
 				return err
 			}

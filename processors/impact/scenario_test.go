@@ -840,12 +840,16 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // BenchmarkAnalyzer1000 follows 1,000 services of 4 instances, each with a
 // deploy in flight, and feeds one 10-s round of samples per iteration. The
-// cores metric is the share of one core that keeping up with live event
+// deploys' ages are spread evenly over the after window, as they are in a
+// steady stream of deploys, so every round costs what an average one does.
+// The cores metric is the share of one core that keeping up with live event
 // time takes (ns per round over 10 s); the target is below 0.5.
 func BenchmarkAnalyzer1000(b *testing.B) {
 	const (
 		services = 1000
-		pool     = 60 // distinct rounds of samples per service, jittered on replay
+		pool     = 60  // distinct rounds of samples per service, jittered on replay
+		history  = 360 // an hour of samples before the timed rounds
+		span     = 30  // timed rounds before the analyses are rebuilt
 	)
 	rounds := make([][][]impact.Point, services) // service, round, instance
 	names := make([]string, services)
@@ -865,67 +869,83 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 	}
 
 	var (
-		a     *impact.Analyzer
-		now   time.Time
-		step  int
-		cycle int // setups so far; each starts an hour of event time later
-		jit   = rand.New(rand.NewPCG(1, 2))
-		out   int // verdicts of the last round
-		total int // verdicts of the timed rounds
+		a        *impact.Analyzer
+		now      time.Time
+		step     int
+		builds   int
+		finished = make([]time.Time, services)
+		jit      = rand.New(rand.NewPCG(1, 2))
 	)
-	feed := func(version string) {
-		now = now.Add(sampleInterval)
+	// sample is service i's instance samples of the interval ending at t,
+	// labelled with the version running then.
+	sample := func(dst []impact.Point, i int, t time.Time) []impact.Point {
 		step++
+		for _, p := range rounds[i][step%pool] {
+			p.Time, p.Version = t, "v2"
+			if !t.After(finished[i].Add(-time.Minute)) {
+				p.Version = "v1"
+			}
+			f := 1 + 0.02*(jit.Float64()-0.5) // no two rounds alike
+			p.P50, p.P95, p.P99 = p.P50*f, p.P95*f, p.P99*f
+			dst = append(dst, p)
+		}
+		return dst
+	}
+	var buf []impact.Point
+	round := func() int {
+		now = now.Add(sampleInterval)
 		for i := range services {
-			for _, p := range rounds[i][step%pool] {
-				p.Time, p.Version = now, version
-				f := 1 + 0.02*(jit.Float64()-0.5) // no two rounds alike
-				p.P50, p.P95, p.P99 = p.P50*f, p.P95*f, p.P99*f
+			buf = sample(buf[:0], i, now)
+			for _, p := range buf {
 				a.Observe(names[i], env, p)
 			}
 		}
-		out = len(a.Advance())
+		return len(a.Advance())
 	}
-	// setup builds a fresh Analyzer with 30 min of baseline and a deploy
-	// started and finished in every service.
-	setup := func() {
+	// build starts an Analyzer the way a restarted processor does: an hour of
+	// samples read back and every analysis restored where it stood, service
+	// i's deploy having finished i%150 rounds (0-25 min) ago.
+	build := func() {
 		a = impact.NewAnalyzer(impact.Config{Policies: impact.Policies{Default: impact.DefaultPolicy()}})
-		now = base.Add(time.Duration(cycle) * time.Hour)
-		for range 180 {
-			feed("v1")
-		}
+		now = base.Add(time.Duration(builds) * 2 * time.Hour)
+		builds++
 		for i := range services {
-			d := &schema.Deploy{Service: names[i], Env: env, Version: "v2", PreviousVersion: "v1",
-				Status: schema.DeployStarted, StartedAt: schema.At(now.Add(-5 * time.Second))}
+			finished[i] = now.Add(-time.Duration(i%150)*sampleInterval - 3*time.Second)
+			var pts []impact.Point
+			for r := history - 1; r >= 0; r-- {
+				pts = sample(pts, i, now.Add(-time.Duration(r)*sampleInterval))
+			}
+			a.Load(names[i], env, pts)
+			d := schema.Deploy{Service: names[i], Env: env, Version: "v2", PreviousVersion: "v1",
+				Status: schema.DeploySucceeded, StartedAt: schema.At(finished[i].Add(-time.Minute)),
+				FinishedAt: schema.At(finished[i])}
 			d.Normalize()
-			a.Deploy(d)
-			d.Status, d.FinishedAt = schema.DeploySucceeded, schema.At(now.Add(-time.Second))
-			a.Deploy(d)
+			a.Restore(impact.State{Deploy: d, Next: now})
 		}
-		feed("v2")
-		if got := a.Open(); got != services {
-			b.Fatalf("%d analyses open after the setup; want %d", got, services)
+		if n := round(); n != services { // one round to warm the caches
+			b.Fatalf("%d verdicts in the first round; want one per service, %d", n, services)
 		}
-		cycle++
 	}
-	// The after window is 30 min: 170 rounds keep every analysis in flight.
-	left := 0
+
+	verdicts, left := 0, 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		if left == 0 {
 			b.StopTimer()
-			setup()
-			left = 170
+			build()
+			left = span
 			b.StartTimer()
 		}
-		feed("v2")
-		total += out
+		verdicts += round()
 		left--
 	}
 	b.StopTimer()
+	if got := a.Open(); got != services {
+		b.Fatalf("%d analyses in flight at the end; want %d", got, services)
+	}
 	perRound := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(perRound, "ns/round")
 	b.ReportMetric(perRound/float64(sampleInterval.Nanoseconds()), "cores")
-	b.ReportMetric(float64(total)/float64(b.N), "verdicts/round")
+	b.ReportMetric(float64(verdicts)/float64(b.N), "verdicts/round")
 }
