@@ -453,10 +453,24 @@ func (a *Analyzer) canaryInput(s *series, an *analysis, t time.Time) (Input, boo
 	if len(newMinutes) == 0 || len(oldMinutes) == 0 || len(pts) == 0 {
 		return Input{}, false
 	}
-	// Only while both versions still run side by side: once a rolling
-	// deploy has replaced every instance, before/after says more.
-	last := pts[len(pts)-1].Time.Unix() / 60
-	if !(newMinutes[last] && oldMinutes[last]) && !(newMinutes[last-1] && oldMinutes[last-1]) {
+	// Only while both versions still run side by side (in the last minute,
+	// and after the deploy finished if it has): once a rolling deploy has
+	// replaced every instance, before/after says more, and says it at once.
+	recentFrom := t.Add(-time.Minute)
+	if f := an.deploy.FinishedAt.Time; !f.IsZero() && f.After(recentFrom) {
+		recentFrom = f
+	}
+	var recentNew, recentOld bool
+	for i := len(pts) - 1; i >= 0 && pts[i].Time.After(recentFrom); i-- {
+		switch v := pts[i].Version; {
+		case v == "":
+		case v == an.deploy.Version:
+			recentNew = true
+		case an.deploy.PreviousVersion == "" || v == an.deploy.PreviousVersion:
+			recentOld = true
+		}
+	}
+	if !recentNew || !recentOld {
 		return Input{}, false
 	}
 	for _, p := range pts {

@@ -63,7 +63,11 @@ type obs struct {
 	rate []float64    // requests per second per sample
 	lat  [3][]float64 // p50, p95, p99 in ms
 	// samples is the number of samples: points, or times when total.
-	samples          int
+	samples int
+	// times is the number of distinct sample times: samples of the same
+	// time share its conditions (a cold start, a slow dependency), so early
+	// evidence is counted in times.
+	times            int
 	requests, errors float64
 }
 
@@ -112,22 +116,23 @@ func (j *judge) observe(o *obs, pts []Point) {
 			continue
 		}
 		r := req / pt.Interval.Seconds()
-		if j.total {
-			j.stamps = append(j.stamps, stamp{pt.Time.UnixNano(), r})
-		} else {
+		j.stamps = append(j.stamps, stamp{pt.Time.UnixNano(), r})
+		if !j.total {
 			o.rate = append(o.rate, r)
 		}
 	}
-	if j.total {
-		cmpStamp := func(a, b stamp) int { return cmp.Compare(a.t, b.t) }
-		if !slices.IsSortedFunc(j.stamps, cmpStamp) {
-			slices.SortFunc(j.stamps, cmpStamp)
+	cmpStamp := func(a, b stamp) int { return cmp.Compare(a.t, b.t) }
+	if !slices.IsSortedFunc(j.stamps, cmpStamp) {
+		slices.SortFunc(j.stamps, cmpStamp)
+	}
+	o.times = 0
+	for k := 0; k < len(j.stamps); {
+		t, sum := j.stamps[k].t, 0.0
+		for ; k < len(j.stamps) && j.stamps[k].t == t; k++ {
+			sum += j.stamps[k].rate
 		}
-		for k := 0; k < len(j.stamps); {
-			t, sum := j.stamps[k].t, 0.0
-			for ; k < len(j.stamps) && j.stamps[k].t == t; k++ {
-				sum += j.stamps[k].rate
-			}
+		o.times++
+		if j.total {
 			o.rate = append(o.rate, sum)
 		}
 	}
@@ -531,7 +536,7 @@ func (j *judge) decide(v *schema.Verdict) {
 
 	if !in.Final {
 		early := j.worst(v.Metrics, func(m *schema.MetricVerdict) bool {
-			return m.Critical && m.PValue < p.EarlyAlpha && j.cand.samples >= p.MinSamples
+			return m.Critical && m.PValue < p.EarlyAlpha && j.cand.times >= p.MinSamples
 		})
 		if early != nil {
 			v.Status, v.Final, v.Early = schema.VerdictBad, true, true
@@ -647,8 +652,11 @@ func (j *judge) noDataWords(m *schema.MetricVerdict, after string) string {
 	}
 	i := metricIndex(m.Name)
 	what := "too few samples to judge " + metricLabel(i)
-	if i == metricErrorRate || i == metricRequestRate {
+	switch {
+	case strings.Contains(m.Note, "requests"):
 		what = "too little traffic to judge the " + metricLabel(i)
+	case i == metricRequestRate:
+		what = "too few samples to judge the " + metricLabel(i)
 	}
 	return what + " " + after + ": " + m.Note
 }
@@ -1139,7 +1147,10 @@ func perSecond(v float64) string {
 // percent formats a fraction as a percentage: 0.021 is 2.1%.
 func percent(f float64) string {
 	v := 100 * f
-	if math.Abs(v) >= 0.1 || v == 0 {
+	if v == 0 {
+		return "0%"
+	}
+	if math.Abs(v) >= 0.1 {
 		return strconv.FormatFloat(v, 'f', 1, 64) + "%"
 	}
 	return sig2(v) + "%"

@@ -98,7 +98,8 @@ type Policy struct {
 	PassScore     int `yaml:"pass_score" json:"pass_score"`
 	MarginalScore int `yaml:"marginal_score" json:"marginal_score"`
 	// MinSamples is the fewest samples each side needs before latency or
-	// request rate is judged (and before a bad verdict is called early).
+	// request rate is judged, and the fewest sample times the candidate
+	// needs before a bad verdict is called early.
 	MinSamples int `yaml:"min_samples" json:"min_samples"`
 	// MinSampleRequests is the fewest requests a baseline sample must carry on
 	// average for the request rate to be compared sample by sample; below it
@@ -306,7 +307,8 @@ var (
 )
 
 // checkKeys refuses mapping keys that name no field of t, where the decoder's
-// KnownFields cannot reach (yaml.v3 decodes a Node without it).
+// KnownFields cannot reach (yaml.v3 decodes a Node without it), and names
+// the field of a duration it cannot parse.
 func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		n = n.Content[0]
@@ -321,7 +323,12 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 			return fmt.Errorf("line %d: unknown field %q in %s (known: %s)",
 				key.Line, key.Value, strings.TrimSuffix(cmp.Or(prefix, "policy."), "."), strings.Join(tagsOf(t), ", "))
 		}
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType && f.Type != nodeType {
+		switch {
+		case f.Type == durationType:
+			if _, err := time.ParseDuration(val.Value); val.Kind != yaml.ScalarNode || err != nil {
+				return fmt.Errorf("line %d: %s%s must be a duration such as 30m or 1h; got %q", val.Line, prefix, key.Value, val.Value)
+			}
+		case f.Type.Kind() == reflect.Struct && f.Type != nodeType:
 			if err := checkKeys(val, f.Type, prefix+key.Value+"."); err != nil {
 				return err
 			}

@@ -426,12 +426,12 @@ func TestTrafficGenerator(t *testing.T) {
 	if disordered > 0 {
 		t.Errorf("%d samples with p50 < p95 < p99 broken", disordered)
 	}
-	if r := median(p50s[peak]) / median(p50s[trough]); r < 1.12 || r > 1.28 {
+	if r := medianOfSamples(p50s[peak]) / medianOfSamples(p50s[trough]); r < 1.12 || r > 1.28 {
 		t.Errorf("median p50 at the peak over the trough %.3f; want about 1.2", r)
 	}
 	// About 33 requests per interval at 02:00: p99 lands between the two
 	// slowest requests, so the reported tail is a little short of e^(2.33 sigma) = 4.0.
-	if r := median(tails); r < 2.8 || r > 4.2 {
+	if r := medianOfSamples(tails); r < 2.8 || r > 4.2 {
 		t.Errorf("median p99/p50 at the trough %.2f; want 2.8-4.2", r)
 	}
 
@@ -493,7 +493,7 @@ func TestTrafficGeneratorChanges(t *testing.T) {
 			}
 		}
 		for side, m := range []map[string]float64{before, after, canaryAfter} {
-			m["p50"], m["p95"], m["p99"] = median(q[side][0]), median(q[side][1]), median(q[side][2])
+			m["p50"], m["p95"], m["p99"] = medianOfSamples(q[side][0]), medianOfSamples(q[side][1]), medianOfSamples(q[side][2])
 			m["errors"] = errs[side] / req[side]
 			m["requests"] = req[side]
 			m["per_sample"] = req[side] / n[side]
@@ -533,8 +533,8 @@ func samePoint(a, b impact.Point) bool {
 		same(a.P50, b.P50) && same(a.P95, b.P95) && same(a.P99, b.P99)
 }
 
-// median of xs, ignoring NaNs; NaN when there are none.
-func median(xs []float64) float64 {
+// medianOfSamples is the median of xs, ignoring NaNs; NaN when there are none.
+func medianOfSamples(xs []float64) float64 {
 	s := make([]float64, 0, len(xs))
 	for _, x := range xs {
 		if !math.IsNaN(x) {

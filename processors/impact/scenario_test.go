@@ -23,7 +23,8 @@ import (
 //
 // prints the table; DEPLOYWATCH_SCENARIO_REPORT=file also writes it there.
 
-const env = "production"
+// scenarioEnv is the env of every scenario.
+const scenarioEnv = "production"
 
 // Targets of the suite.
 const (
@@ -84,7 +85,10 @@ type outcome struct {
 	firstBad *schema.Verdict
 	badFrom  time.Time // the first sample the regression touched
 	delay    time.Duration
-	problems []string // what the Analyzer got wrong beyond the status
+	// problems are what the Analyzer got wrong beyond the status: each
+	// fails the case. notes explain a wrong status (a false alarm, a call
+	// before the regression began); the rates count those.
+	problems, notes []string
 }
 
 func (o *outcome) status() string {
@@ -111,10 +115,10 @@ func (o *outcome) wrong() bool {
 	return o.firstBad != nil
 }
 
-// run feeds the scenario to a fresh Analyzer in event-time order, the way a
-// live processor would see it: every 10 s the deploy events of the interval,
-// then the samples of all instances, then Advance.
-func run(sc *scenario) []*outcome {
+// runScenario feeds the scenario to a fresh Analyzer in event-time order,
+// the way a live processor would see it: every 10 s the deploy events of the
+// interval, then the samples of all instances, then Advance.
+func runScenario(sc *scenario) []*outcome {
 	a := impact.NewAnalyzer(impact.Config{
 		Policies:     impact.Policies{Default: impact.DefaultPolicy()},
 		EvalEvery:    sampleInterval,
@@ -145,7 +149,7 @@ func run(sc *scenario) []*outcome {
 		for _, s := range sc.subjects {
 			buf = s.gen.appendRound(buf[:0], t)
 			for _, p := range buf {
-				a.Observe(s.service, env, p)
+				a.Observe(s.service, scenarioEnv, p)
 			}
 		}
 		verdicts = append(verdicts, a.Advance()...)
@@ -160,6 +164,7 @@ func run(sc *scenario) []*outcome {
 func judgeOutcome(sc *scenario, s *subject, verdicts []schema.Verdict) *outcome {
 	o := &outcome{sc: sc, sub: s, badFrom: s.gen.firstAffected}
 	problem := func(format string, args ...any) { o.problems = append(o.problems, fmt.Sprintf(format, args...)) }
+	note := func(format string, args ...any) { o.notes = append(o.notes, fmt.Sprintf(format, args...)) }
 	ids := map[string]string{} // service -> deploy id
 	for _, x := range sc.subjects {
 		if x.started != nil {
@@ -176,14 +181,14 @@ func judgeOutcome(sc *scenario, s *subject, verdicts []schema.Verdict) *outcome 
 				continue
 			}
 			if s.expect != expectRegression {
-				problem("a regression verdict without a deploy at %s: %s", clock(v.EvaluatedAt.Time), v.Reason)
+				note("a regression verdict without a deploy at %s: %s", clock(v.EvaluatedAt.Time), v.Reason)
 				if o.firstBad == nil {
 					o.firstBad = v
 				}
 				continue
 			}
 			if o.badFrom.IsZero() || v.EvaluatedAt.Time.Before(o.badFrom) {
-				problem("a regression verdict at %s, before the regression began at %s: %s", clock(v.EvaluatedAt.Time), clock(o.badFrom), v.Reason)
+				note("a regression verdict at %s, before the regression began at %s: %s", clock(v.EvaluatedAt.Time), clock(o.badFrom), v.Reason)
 				continue
 			}
 			if o.firstBad == nil {
@@ -228,8 +233,8 @@ func judgeOutcome(sc *scenario, s *subject, verdicts []schema.Verdict) *outcome 
 	// An early verdict cannot know of a deploy that started after it.
 	if other := startOf(sc, s.overlaps); s.overlaps != "" && o.final != nil && !other.After(o.final.EvaluatedAt.Time) &&
 		!slices.ContainsFunc(o.final.Overlapping, func(r schema.DeployRef) bool { return r.ID == ids[s.overlaps] }) {
-		problem("the final verdict (%s at finished_at+%s) does not list %s's deploy, started %s earlier, as overlapping (it lists %v)",
-			o.final.Comparison, o.final.EvaluatedAt.Time.Sub(s.done.FinishedAt.Time), s.overlaps, s.started.StartedAt.Time.Sub(other), refNames(o.final.Overlapping))
+		problem("the final verdict (%s at %s) does not list %s's deploy (started %s; this one %s) as overlapping (it lists %v)",
+			o.final.Comparison, clock(o.final.EvaluatedAt.Time), s.overlaps, clock(other), clock(s.started.StartedAt.Time), refNames(o.final.Overlapping))
 	}
 	return o
 }
@@ -325,7 +330,7 @@ func (b *builder) deploy(s *subject, start time.Time, canary bool) time.Time {
 	finish := start.Add(time.Duration(60+b.rng.IntN(61)) * time.Second)
 	d := &schema.Deploy{
 		Service:   s.service,
-		Env:       env,
+		Env:       scenarioEnv,
 		Version:   version,
 		Status:    schema.DeployStarted,
 		StartedAt: schema.At(start),
@@ -595,7 +600,7 @@ func TestScenarioSuite(t *testing.T) {
 		for i, sc := range all {
 			t.Run(sc.name, func(t *testing.T) {
 				t.Parallel()
-				results[i] = run(sc)
+				results[i] = runScenario(sc)
 				for _, o := range results[i] {
 					t.Logf("%s", o.line())
 					checkCase(t, o)
@@ -678,8 +683,8 @@ func (o *outcome) reason() string {
 func (o *outcome) line() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s [%s] seed %#x: want %s, got %s", o.sc.name, o.sub.service, o.sc.seed, o.sub.expect, o.status())
-	if o.firstBad != nil && !o.badFrom.IsZero() {
-		fmt.Fprintf(&b, " after %s", o.delay)
+	if o.firstBad != nil && !o.badFrom.IsZero() && (o.sub.expect == expectBad || o.sub.expect == expectRegression) {
+		fmt.Fprintf(&b, " %s after the first bad sample", o.delay)
 	}
 	fmt.Fprintf(&b, " (%s)", o.sub.desc)
 	v := o.firstBad
@@ -689,7 +694,12 @@ func (o *outcome) line() string {
 	if v != nil {
 		at := v.EvaluatedAt.Time
 		if o.sub.done != nil {
-			fmt.Fprintf(&b, "\n    at finished_at+%s", at.Sub(o.sub.done.FinishedAt.Time))
+			d := at.Sub(o.sub.done.FinishedAt.Time)
+			if d < 0 {
+				fmt.Fprintf(&b, "\n    at finished_at-%s", -d)
+			} else {
+				fmt.Fprintf(&b, "\n    at finished_at+%s", d)
+			}
 		} else {
 			fmt.Fprintf(&b, "\n    at %s", clock(at))
 		}
@@ -701,6 +711,9 @@ func (o *outcome) line() string {
 				fmt.Fprintf(&b, " (%s)", m.Note)
 			}
 		}
+	}
+	for _, n := range o.notes {
+		fmt.Fprintf(&b, "\n    note: %s", n)
 	}
 	for _, p := range o.problems {
 		fmt.Fprintf(&b, "\n    problem: %s", p)
@@ -776,7 +789,7 @@ func report(outs []*outcome) string {
 	})
 
 	var b strings.Builder
-	b.WriteString("| category | judged | expected | bad | healthy | marginal | inconclusive | no verdict | recall / false bad | delay p50 / p90 / max |\n")
+	b.WriteString("| category | judged | expected | got bad | healthy | marginal | inconclusive | no verdict | recall / false bad | delay p50 / p90 / max |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---|---|\n")
 	for _, r := range append(mapRows(order, rows), total) {
 		rf := []string{}
@@ -789,18 +802,22 @@ func report(outs []*outcome) string {
 		delay := "–"
 		if len(r.delays) > 0 {
 			slices.Sort(r.delays)
-			delay = fmt.Sprintf("%s / %s / %s", quantile(r.delays, 0.5), quantile(r.delays, 0.9), r.delays[len(r.delays)-1])
+			delay = fmt.Sprintf("%s / %s / %s", durationQuantile(r.delays, 0.5), durationQuantile(r.delays, 0.9), r.delays[len(r.delays)-1])
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %d | %d | %d | %s | %s |\n",
 			r.cat, r.n, r.expected, r.bad, r.healthy, r.marg, r.incon, r.none, strings.Join(rf, "; "), delay)
 	}
-	b.WriteString("\nDelay: event time from the first sample of the regression to the verdict that called it bad.\n")
+	b.WriteString("\nJudged: deploys, and watched services without a deploy (a concurrent or dependency case judges two).\n" +
+		"Got bad ... inconclusive: the final verdict (an early bad one included); for a watched service, bad if a regression verdict named it.\n" +
+		"False bad: good deploys or services with any bad verdict. Delay: event time from the first sample of the regression to the verdict that called it bad.\n")
 
-	var wrong, meh []*outcome
+	var wrong, slow, meh []*outcome
 	for _, o := range outs {
 		switch {
 		case o.wrong() || len(o.problems) > 0:
 			wrong = append(wrong, o)
+		case o.sub.quick && o.firstBad != nil && o.delay > quickDelay:
+			slow = append(slow, o)
 		case o.sub.expect == expectNotBad && o.sub.started != nil && o.status() != string(schema.VerdictHealthy):
 			meh = append(meh, o)
 		}
@@ -808,6 +825,12 @@ func report(outs []*outcome) string {
 	if len(wrong) > 0 {
 		fmt.Fprintf(&b, "\nJudged wrong (%d):\n\n", len(wrong))
 		for _, o := range wrong {
+			b.WriteString(o.line() + "\n")
+		}
+	}
+	if len(slow) > 0 {
+		fmt.Fprintf(&b, "\nClear regressions at %.0f req/s or more called later than %s (%d):\n\n", quickRate, quickDelay, len(slow))
+		for _, o := range slow {
 			b.WriteString(o.line() + "\n")
 		}
 	}
@@ -828,10 +851,10 @@ func mapRows[R any](order []string, rows map[string]R) []R {
 	return out
 }
 
-func pct(k, n int) string { return strconv.FormatFloat(100*float64(k)/float64(n), 'f', 0, 64) + "%" }
+func pct(k, n int) string { return strconv.FormatFloat(100*float64(k)/float64(n), 'f', 1, 64) + "%" }
 
-// quantile of sorted durations, nearest rank.
-func quantile(sorted []time.Duration, q float64) time.Duration {
+// durationQuantile of sorted durations, nearest rank.
+func durationQuantile(sorted []time.Duration, q float64) time.Duration {
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
@@ -861,6 +884,7 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 		tr.Instances = 4
 		tr.PeakToTrough = 1
 		tr.PeakRate = bb.logUniform(1, 200)
+		tr.Blips = 0 // a blip in the pool would come back every 10 minutes
 		g := newGenerator(names[i], "v1", tr, uint64(i))
 		rounds[i] = make([][]impact.Point, pool)
 		for r := range pool {
@@ -871,7 +895,6 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 	var (
 		a        *impact.Analyzer
 		now      time.Time
-		step     int
 		builds   int
 		finished = make([]time.Time, services)
 		jit      = rand.New(rand.NewPCG(1, 2))
@@ -879,8 +902,8 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 	// sample is service i's instance samples of the interval ending at t,
 	// labelled with the version running then.
 	sample := func(dst []impact.Point, i int, t time.Time) []impact.Point {
-		step++
-		for _, p := range rounds[i][step%pool] {
+		k := t.Unix() / int64(sampleInterval/time.Second)
+		for _, p := range rounds[i][(k+int64(i))%pool] {
 			p.Time, p.Version = t, "v2"
 			if !t.After(finished[i].Add(-time.Minute)) {
 				p.Version = "v1"
@@ -897,26 +920,27 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 		for i := range services {
 			buf = sample(buf[:0], i, now)
 			for _, p := range buf {
-				a.Observe(names[i], env, p)
+				a.Observe(names[i], scenarioEnv, p)
 			}
 		}
 		return len(a.Advance())
 	}
 	// build starts an Analyzer the way a restarted processor does: an hour of
 	// samples read back and every analysis restored where it stood, service
-	// i's deploy having finished i%150 rounds (0-25 min) ago.
+	// i's deploy having finished i%144 rounds (0-24 min) ago, so that all are
+	// still in flight after the warm-up round and the timed ones.
 	build := func() {
 		a = impact.NewAnalyzer(impact.Config{Policies: impact.Policies{Default: impact.DefaultPolicy()}})
 		now = base.Add(time.Duration(builds) * 2 * time.Hour)
 		builds++
 		for i := range services {
-			finished[i] = now.Add(-time.Duration(i%150)*sampleInterval - 3*time.Second)
+			finished[i] = now.Add(-time.Duration(i%144)*sampleInterval - 3*time.Second)
 			var pts []impact.Point
 			for r := history - 1; r >= 0; r-- {
 				pts = sample(pts, i, now.Add(-time.Duration(r)*sampleInterval))
 			}
-			a.Load(names[i], env, pts)
-			d := schema.Deploy{Service: names[i], Env: env, Version: "v2", PreviousVersion: "v1",
+			a.Load(names[i], scenarioEnv, pts)
+			d := schema.Deploy{Service: names[i], Env: scenarioEnv, Version: "v2", PreviousVersion: "v1",
 				Status: schema.DeploySucceeded, StartedAt: schema.At(finished[i].Add(-time.Minute)),
 				FinishedAt: schema.At(finished[i])}
 			d.Normalize()
@@ -941,8 +965,10 @@ func BenchmarkAnalyzer1000(b *testing.B) {
 		left--
 	}
 	b.StopTimer()
-	if got := a.Open(); got != services {
-		b.Fatalf("%d analyses in flight at the end; want %d", got, services)
+	// A false early verdict ends an analysis; too many and this measures
+	// something else than 1,000 analyses in flight.
+	if got := a.Open(); got < services*95/100 {
+		b.Fatalf("%d analyses in flight at the end; want about %d", got, services)
 	}
 	perRound := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(perRound, "ns/round")
