@@ -34,6 +34,10 @@ func Subject(ev Event) string {
 		return "deploywatch.metrics." + token
 	case TypeVerdict:
 		return "deploywatch.signals.verdict." + token
+	case TypeAlert:
+		return "deploywatch.signals.alert." + token
+	case TypeRollback:
+		return RollbackSubject(ev.EventService())
 	default:
 		return "deploywatch.changes." + string(ev.EventType()) + "." + token
 	}
@@ -59,4 +63,9 @@ type Message struct {
 	Subject string
 	ID      string
 	Data    []byte
+}
+
+// RollbackSubject is where rollback signals for a service are published.
+func RollbackSubject(service string) string {
+	return "deploywatch.signals.rollback." + SubjectToken(service)
 }
