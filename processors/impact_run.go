@@ -265,7 +265,7 @@ func (p *impactProcessor) take(m tagged) {
 	switch m.stream {
 	case schema.MetricsStream:
 		var b schema.MetricsBatch
-		if err := schema.DecodeInto(data, &b, ""); err != nil {
+		if err := schema.DecodeMetricsMessage(m.msg.Headers().Get(schema.EncodingHeader), data, &b); err != nil {
 			p.dropped.Inc()
 			break
 		}
@@ -313,7 +313,7 @@ func (p *impactProcessor) checkpoint(ctx context.Context) error {
 	for _, st := range p.analyzer.Changed() {
 		key := stateKey(st.Deploy.ID)
 		err := p.retry(ctx, "save an analysis", func(ctx context.Context) error {
-			if st.Done {
+			if st.Forget() {
 				err := p.kv.Purge(ctx, key)
 				if errors.Is(err, jetstream.ErrKeyNotFound) {
 					return nil

@@ -39,6 +39,9 @@ const (
 	// RecentVsEarlier watches a service without a deploy of its own: the last
 	// minutes against the ones before them.
 	RecentVsEarlier Comparison = "recent_vs_earlier"
+	// RecoveryVsBaseline compares the minutes after a bad deploy was rolled
+	// back with its baseline: a healthy one says the service recovered.
+	RecoveryVsBaseline Comparison = "recovery_vs_baseline"
 )
 
 // Verdict is one evaluation of a deploy's impact.

@@ -7,10 +7,14 @@ import (
 	"strconv"
 )
 
-// Signals are the derived facts on SignalsStream: today verdicts; alerts and
-// rollback signals will join them. Unlike DecodeEvent, which takes what senders
-// post to the API, DecodeSignal takes only what deploywatch's own processors
-// publish: a sender cannot post a verdict.
+// Signals are the derived facts on SignalsStream: verdicts, alerts, rollback
+// signals, and the silences and acknowledgements people add to alerts. Unlike
+// DecodeEvent, which takes what senders post to the API, DecodeSignal takes
+// only what deploywatch's own processes publish: a sender cannot post a
+// verdict.
+
+// signalTypes lists the types DecodeSignal knows, for its errors.
+const signalTypes = "verdict, alert, rollback, silence, ack, delivery"
 
 // DecodeSignal decodes one message of the signals stream by its "type". An
 // unknown type is an error naming the types this version knows, so that a
@@ -28,13 +32,45 @@ func DecodeSignal(raw []byte) (Event, error) {
 	switch head.Type {
 	case TypeVerdict:
 		return DecodeVerdict(raw)
+	case TypeAlert:
+		return decodeSignal(raw, &Alert{})
+	case TypeRollback:
+		return decodeSignal(raw, &RollbackSignal{})
+	case TypeSilence:
+		return decodeSignal(raw, &Silence{})
+	case TypeAck:
+		return decodeSignal(raw, &Acknowledgement{})
+	case TypeDelivery:
+		return DecodeDelivery(raw)
 	case "":
-		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Problem: "is required: one of " + string(TypeVerdict)}}}
+		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Problem: "is required: one of " + signalTypes}}}
 	default:
 		return nil, &ValidationError{Fields: []FieldError{{Field: "type", Problem: fmt.Sprintf(
 			"is %q, which this version of deploywatch does not know on the signals stream (it knows %s): upgrade the processes that read the stream",
-			head.Type, TypeVerdict)}}}
+			head.Type, signalTypes)}}}
 	}
+}
+
+// validatedSignal is a signal that checks itself.
+type validatedSignal interface {
+	Event
+	Validate() error
+}
+
+// decodeSignal decodes raw into ev and validates it. As for verdicts, fields
+// it does not know are ignored: a newer deploywatch may add some.
+func decodeSignal[T validatedSignal](raw []byte, ev T) (Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(ev); err != nil {
+		return nil, decodeError(err, "")
+	}
+	if len(bytes.TrimLeft(raw[dec.InputOffset():], jsonSpace)) > 0 {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "body", Problem: "has data after the JSON value: send one JSON document"}}}
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 // DecodeVerdict decodes a verdict event and validates it. Fields it does not
@@ -87,9 +123,9 @@ func (v *Verdict) Validate() error {
 		p.addf("score", "must be from 0 to 100; got %d", v.Score)
 	}
 	switch v.Comparison {
-	case "", CanaryVsBaseline, BeforeVsAfter, RecentVsEarlier:
+	case "", CanaryVsBaseline, BeforeVsAfter, RecentVsEarlier, RecoveryVsBaseline:
 	default:
-		p.addf("comparison", "must be canary_vs_baseline, before_vs_after or recent_vs_earlier; got %q", v.Comparison)
+		p.addf("comparison", "must be canary_vs_baseline, before_vs_after, recent_vs_earlier or recovery_vs_baseline; got %q", v.Comparison)
 	}
 	v.EvaluatedAt.check(&p, "evaluated_at", true)
 	// An interim verdict's candidate window may end after now: only the form

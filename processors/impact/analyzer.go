@@ -125,12 +125,15 @@ type series struct {
 
 // analysis is one deploy being followed.
 type analysis struct {
-	deploy     schema.Deploy
-	next       time.Time // the next evaluation
-	done       bool
-	dirty      bool // changed since Changed last saw it
-	rolledBack time.Time
-	earlier    map[time.Duration][]Point // history cache by shift
+	deploy schema.Deploy
+	next   time.Time // the next evaluation
+	done   bool
+	dirty  bool // changed since Changed last saw it
+	// bad is set by a bad final verdict; recovering while the samples after
+	// its rollback are judged against the baseline; recovered once they passed.
+	bad, recovering, recovered bool
+	rolledBack                 time.Time
+	earlier                    map[time.Duration][]Point // history cache by shift
 	// baseline caches the before window's points once it is complete.
 	baseline     []Point
 	baselineWin  schema.Window
@@ -244,6 +247,9 @@ func (a *Analyzer) Deploy(d *schema.Deploy) {
 		s.deploys = append(s.deploys, an)
 		a.recent = append(a.recent, an)
 	} else if an.done {
+		if d.Status == schema.DeployRolledBack && an.bad && !an.recovered && !d.FinishedAt.IsZero() {
+			a.startRecovery(an, d.FinishedAt.Time)
+		}
 		return
 	}
 	an.dirty = true
@@ -383,6 +389,9 @@ func (a *Analyzer) starved(s *series, an *analysis, p Policy) (schema.Verdict, b
 
 // evaluate judges the analysis at event time t.
 func (a *Analyzer) evaluate(s *series, an *analysis, p Policy, t time.Time) (schema.Verdict, bool) {
+	if an.recovering {
+		return a.evaluateRecovery(s, an, p, t)
+	}
 	in, ok := a.canaryInput(s, an, t)
 	if !ok {
 		in, ok = a.beforeAfterInput(s, an, p, t)
@@ -416,8 +425,74 @@ func (a *Analyzer) evaluate(s *series, an *analysis, p Policy, t time.Time) (sch
 	}
 	if v.Final {
 		an.done = true
+		if v.Status == schema.VerdictBad {
+			an.bad = true
+			if rolledBack { // already undone: watch for the recovery at once
+				an.done, an.recovering = false, true
+			}
+		}
 	}
 	return a.verdictFor(an, v, t), true
+}
+
+// How the recovery after the rollback of a bad deploy is judged: at least
+// recoveryMin of samples after the rollback, the last recoveryWindow of them
+// against the deploy's baseline; given up after recoveryTimeout.
+const (
+	recoveryMin     = 2 * time.Minute
+	recoveryWindow  = 10 * time.Minute
+	recoveryTimeout = time.Hour
+)
+
+// startRecovery reopens a bad deploy's analysis when it was rolled back at
+// r, to tell when the service is back within its baseline.
+func (a *Analyzer) startRecovery(an *analysis, r time.Time) {
+	an.done, an.recovering, an.dirty = false, true, true
+	an.rolledBack = r
+	an.next = r.Truncate(a.cfg.EvalEvery).Add(a.cfg.EvalEvery)
+	s := a.seriesOf(an.deploy.Service, an.deploy.Env)
+	if !slices.Contains(s.open, an) {
+		s.open = append(s.open, an)
+	}
+}
+
+// evaluateRecovery says, once the samples after the rollback are back within
+// the deploy's baseline, that the service recovered: the end of the incident
+// the bad deploy caused. Until then it says nothing.
+func (a *Analyzer) evaluateRecovery(s *series, an *analysis, p Policy, t time.Time) (schema.Verdict, bool) {
+	r := an.rolledBack
+	if t.Before(r.Add(recoveryMin)) {
+		return schema.Verdict{}, false
+	}
+	from := r
+	if w := t.Add(-recoveryWindow); w.After(from) {
+		from = w
+	}
+	baseWin := a.baselineWindow(s, an, p)
+	candWin := schema.Window{From: schema.At(from), To: schema.At(t)}
+	v := Judge(Input{
+		Comparison: schema.RecoveryVsBaseline,
+		Baseline:   Group{Window: baseWin, Points: a.baselinePoints(s, an, baseWin)},
+		Candidate:  Group{Window: candWin, Points: s.between(from, t)},
+		Version:    an.deploy.PreviousVersion,
+		Final:      true,
+	}, p)
+	switch {
+	case v.Status == schema.VerdictHealthy || v.Status == schema.VerdictMarginal:
+		v.Status = schema.VerdictHealthy
+		v.Reason = "recovered " + t.Sub(r).Round(time.Second).String() + " after the rollback: " + v.Reason
+		an.recovered = true
+	case !t.Before(r.Add(recoveryTimeout)):
+		v.Status = schema.VerdictBad
+		v.Reason = "not recovered " + recoveryTimeout.String() + " after the rollback: " + v.Reason
+	default:
+		return schema.Verdict{}, false
+	}
+	v.Final, v.Early = true, false
+	an.done, an.recovering, an.dirty = true, false, true
+	out := a.verdictFor(an, v, t)
+	out.ID = an.deploy.ID + ":recovery:" + strconv.FormatInt(t.Unix(), 10)
+	return out, true
 }
 
 func flagged(v schema.Verdict) bool {
@@ -456,7 +531,11 @@ func (a *Analyzer) canaryInput(s *series, an *analysis, t time.Time) (Input, boo
 	// Only while both versions still run side by side (in the last minute,
 	// and after the deploy finished if it has): once a rolling deploy has
 	// replaced every instance, before/after says more, and says it at once.
-	recentFrom := t.Add(-time.Minute)
+	recent := 2 * a.cfg.EvalEvery
+	if iv := pts[len(pts)-1].Interval + a.cfg.EvalEvery; iv > recent {
+		recent = iv
+	}
+	recentFrom := t.Add(-recent)
 	if f := an.deploy.FinishedAt.Time; !f.IsZero() && f.After(recentFrom) {
 		recentFrom = f
 	}
@@ -622,22 +701,27 @@ func (a *Analyzer) verdictFor(an *analysis, v schema.Verdict, t time.Time) schem
 // maxListed bounds the deploys a verdict names.
 const maxListed = 20
 
-// overlapping lists the other deploys in the same env that started inside
-// this verdict's windows.
+// overlapping lists the other deploys in the same env whose own analysis
+// span (from their start to the end of their after window) crossed this
+// verdict's windows.
 func (a *Analyzer) overlapping(an *analysis, v schema.Verdict) []schema.DeployRef {
-	from, to := v.Baseline.From.Time, v.Candidate.To.Time
-	if from.IsZero() || v.Baseline.From.Time.After(v.Candidate.From.Time) {
-		from = an.start()
+	p := a.cfg.Policies.For(an.deploy.Service)
+	from := an.start().Add(-p.BeforeWindow)
+	if b := v.Baseline.From.Time; !b.IsZero() && b.After(from) {
+		from = b
 	}
-	if to.IsZero() {
-		to = v.EvaluatedAt.Time
-	}
+	to := v.EvaluatedAt.Time
 	var out []schema.DeployRef
 	for _, other := range a.recent {
 		if other == an || other.deploy.Env != an.deploy.Env {
 			continue
 		}
-		if st := other.start(); st.After(from) && !st.After(to) {
+		st := other.start()
+		end := other.end(a.cfg.Policies.For(other.deploy.Service))
+		if end.IsZero() {
+			end = st.Add(p.AfterWindow)
+		}
+		if !st.After(to) && end.After(from) {
 			out = append(out, refOf(other))
 			if len(out) == maxListed {
 				break

@@ -24,7 +24,9 @@ import (
 // rate with an exact test for counts (the conditional binomial test of two
 // Poisson rates, requests being the exposure). A metric whose data could not
 // show a harmful change of its tolerance's size is nodata, never a silent
-// pass. Nothing in the verdict is NaN or infinite.
+// pass. A recent_vs_earlier comparison, which watches a service all day,
+// decides at EarlyAlpha throughout. Nothing in the verdict is NaN or
+// infinite.
 //
 // Judge is safe for concurrent use and does not modify in.
 func Judge(in Input, p Policy) schema.Verdict {
@@ -32,6 +34,12 @@ func Judge(in Input, p Policy) schema.Verdict {
 	defer judges.Put(j)
 	j.in, j.p = &in, &p
 	j.total = in.Comparison != schema.CanaryVsBaseline
+	j.alpha = p.Alpha
+	if in.Comparison == schema.RecentVsEarlier {
+		// A watched service is judged every minute, all day: each look
+		// is final, so each needs the evidence of an early call.
+		j.alpha = p.EarlyAlpha
+	}
 	v := j.run()
 	j.in, j.p = nil, nil
 	return v
@@ -43,6 +51,8 @@ var judges = sync.Pool{New: func() any { return new(judge) }}
 type judge struct {
 	in *Input
 	p  *Policy
+	// alpha is the significance level of this comparison's decisions.
+	alpha float64
 	// total makes the request rate the service's total per interval (the
 	// sum over the points of one time) rather than per point.
 	total        bool
@@ -50,7 +60,7 @@ type judge struct {
 	ebase, ecand obs // an Earlier comparison's groups
 	stamps       []stamp
 	buf          []float64
-	keys         []uint64
+	keys, tmp    []uint64
 	// improved describes the metrics that changed beyond their tolerance in
 	// the harmless direction; rhythm holds, for the metrics the rhythm guard
 	// passed, what explains their change.
@@ -58,7 +68,7 @@ type judge struct {
 	rhythm   [numMetrics]string
 }
 
-// obs is one group's observations, each metric's sorted.
+// obs is one group's observations.
 type obs struct {
 	rate []float64    // requests per second per sample
 	lat  [3][]float64 // p50, p95, p99 in ms
@@ -69,6 +79,7 @@ type obs struct {
 	// evidence is counted in times.
 	times            int
 	requests, errors float64
+	sorted           [numMetrics]bool
 }
 
 type stamp struct {
@@ -76,12 +87,19 @@ type stamp struct {
 	rate float64
 }
 
-// values returns the sorted observations of metric i (not the error rate).
-func (o *obs) values(i int) []float64 {
-	if i == metricRequestRate {
-		return o.rate
+// values returns the observations of metric i (not the error rate),
+// sorted on first use: a metric that is disabled, or that the rhythm guard
+// does not look at, costs no sort.
+func (j *judge) values(o *obs, i int) []float64 {
+	s := o.rate
+	if i != metricRequestRate {
+		s = o.lat[i-metricP50]
 	}
-	return o.lat[i-metricP50]
+	if !o.sorted[i] {
+		j.keys, j.tmp = sortFloats(s, j.keys, j.tmp)
+		o.sorted[i] = true
+	}
+	return s
 }
 
 func (j *judge) observe(o *obs, pts []Point) {
@@ -137,25 +155,64 @@ func (j *judge) observe(o *obs, pts []Point) {
 		}
 	}
 	o.samples = len(o.rate)
-	j.keys = sortFloats(o.rate, j.keys)
-	for k := range o.lat {
-		j.keys = sortFloats(o.lat[k], j.keys)
-	}
+	o.sorted = [numMetrics]bool{}
 }
 
-// sortFloats sorts s (no NaN) by sorting its bits as integers, ordered like
-// the numbers: about twice as fast as sorting the floats. keys is scratch.
-func sortFloats(s []float64, keys []uint64) []uint64 {
+// sortFloats sorts s (no NaN) through integer keys ordered like the
+// numbers, with a radix sort from 128 values on: its cost does not depend on
+// the order of the data, where a comparison sort of a few hundred values
+// costs several times more on fresh data than a benchmark that sorts the
+// same array again shows. keys and tmp are scratch.
+func sortFloats(s []float64, keys, tmp []uint64) ([]uint64, []uint64) {
 	keys = keys[:0]
 	for _, v := range s {
 		b := math.Float64bits(v + 0) // + 0 turns -0 into 0
 		keys = append(keys, b^(uint64(int64(b)>>63)|1<<63))
 	}
-	slices.Sort(keys)
+	if len(keys) < 128 {
+		slices.Sort(keys)
+	} else {
+		tmp = radixSort(keys, tmp)
+	}
 	for i, k := range keys {
 		s[i] = math.Float64frombits(k ^ (^uint64(int64(k)>>63) | 1<<63))
 	}
-	return keys
+	return keys, tmp
+}
+
+// radixSort sorts keys a byte at a time from the lowest, skipping the bytes
+// all keys share. tmp is scratch.
+func radixSort(keys, tmp []uint64) []uint64 {
+	var counts [8][256]uint32
+	for _, k := range keys {
+		for b := range 8 {
+			counts[b][byte(k>>(8*b))]++
+		}
+	}
+	tmp = slices.Grow(tmp[:0], len(keys))[:len(keys)]
+	src, dst := keys, tmp
+	n := uint32(len(keys))
+	for b := range 8 {
+		c := &counts[b]
+		shift := uint(8 * b)
+		if c[byte(src[0]>>shift)] == n {
+			continue
+		}
+		var sum uint32
+		for i, x := range c {
+			c[i], sum = sum, sum+x
+		}
+		for _, k := range src {
+			d := byte(k >> shift)
+			dst[c[d]] = k
+			c[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
+	}
+	return tmp
 }
 
 // dirP holds the one-sided p-values of a comparison: that the candidate is
@@ -273,7 +330,7 @@ const harmless = ": in the harmless direction"
 // compareShift judges latency or request rate, sample by sample.
 func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) (dirP, bool) {
 	p := j.p
-	x, y := c.values(i), b.values(i)
+	x, y := j.values(c, i), j.values(b, i)
 	mv.Test = "mann_whitney"
 	mv.Baseline = schema.Stats{N: len(y), Value: medianOf(y)}
 	mv.Candidate = schema.Stats{N: len(x), Value: medianOf(x)}
@@ -315,7 +372,7 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 	}
 	mv.Shift = shift
 	mv.PValue = harmP(mp.Harm, d)
-	class, improved := classify(mp, d, mv.Effect, shift, p.Alpha)
+	class, improved := classify(mp, d, mv.Effect, shift, j.alpha)
 	mv.Class = class
 	switch {
 	case improved:
@@ -325,11 +382,11 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 		if mp.Harm == HarmBoth {
 			sides = 2
 		}
-		if need := mwuNeeded(len(x), len(y), p.Alpha/sides); need > 0 {
+		if need := mwuNeeded(len(x), len(y), j.alpha/sides); need > 0 {
 			mv.Class = schema.MetricNoData
 			mv.SamplesNeeded = need
 			mv.Note = thousands(len(x)) + " samples against " + thousands(len(y)) + " " + j.baseWord() +
-				": too few for the test to reach p < " + strconv.FormatFloat(p.Alpha, 'g', -1, 64) +
+				": too few for the test to reach p < " + strconv.FormatFloat(j.alpha, 'g', -1, 64) +
 				", about " + roughly(need) + " more needed"
 		}
 	}
@@ -340,7 +397,6 @@ func (j *judge) compareShift(i int, mp *MetricPolicy, b, c *obs, mv *schema.Metr
 // Poisson rates: given the errors of both groups, the candidate's share is
 // binomial with the candidate's share of the requests under no change.
 func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerdict) (dirP, bool) {
-	p := j.p
 	nb, eb := math.Round(b.requests), math.Round(b.errors)
 	nc, ec := math.Round(c.requests), math.Round(c.errors)
 	mv.Test = "poisson_rate_ratio"
@@ -372,7 +428,7 @@ func (j *judge) compareErrors(mp *MetricPolicy, b, c *obs, mv *schema.MetricVerd
 		d = dirP{up: binomGE(ec, e, share), down: binomLE(ec, e, share)}
 	}
 	mv.PValue = harmP(mp.Harm, d)
-	class, improved := classify(mp, d, mv.Effect, mv.Shift, p.Alpha)
+	class, improved := classify(mp, d, mv.Effect, mv.Shift, j.alpha)
 	mv.Class = class
 	if improved {
 		mv.Note = j.change(metricErrorRate, mv, d.toward(mv.Effect)) + harmless
@@ -434,7 +490,7 @@ func (j *judge) errorPower(mp *MetricPolicy, nb, eb, nc float64) errorNeed {
 		if mp.Harm == HarmBoth {
 			pv *= 2
 		}
-		return pv < p.Alpha
+		return pv < j.alpha
 	}
 	if detects(nc, nb) {
 		return out
@@ -490,7 +546,7 @@ func (j *judge) guardRhythm(ms []schema.MetricVerdict) {
 			i := metricIndex(mv.Name)
 			em, d, _ := j.compare(i, j.p.Metrics.metric(i), &j.ebase, &j.ecand)
 			if em.Class == schema.MetricNoData || math.Signbit(em.Effect) != math.Signbit(mv.Effect) ||
-				math.Abs(em.Effect) < 0.5*math.Abs(mv.Effect) || d.toward(mv.Effect) >= j.p.Alpha {
+				math.Abs(em.Effect) < 0.5*math.Abs(mv.Effect) || d.toward(mv.Effect) >= j.alpha {
 				continue
 			}
 			word := "rise"
@@ -545,6 +601,9 @@ func (j *judge) decide(v *schema.Verdict) {
 		}
 		v.Status = schema.VerdictPending
 		switch w := j.worst(v.Metrics, nil); {
+		case w != nil && w.Critical && w.PValue < p.EarlyAlpha:
+			v.Reason = "so far " + j.change(metricIndex(w.Name), w, w.PValue) + " " + after + "; waiting for " +
+				thousands(p.MinSamples) + " sample times before calling it"
 		case w != nil:
 			v.Reason = "so far " + j.change(metricIndex(w.Name), w, w.PValue) + " " + after + "; not yet strong enough to call before the window ends"
 		case j.missing(v.Metrics, true) != nil:

@@ -280,6 +280,8 @@ func TestJudge(t *testing.T) {
 	})
 	f("early: a strong burst on too few samples", beforeAfter(14, normal, normal.with(func(l *load) { l.errRate = 0.2 }), 30*time.Second), def, want{
 		status: schema.VerdictPending, score: -1, final: false,
+		classes: map[string]schema.MetricClass{"error_rate": "high"},
+		reason:  []string{"so far error rate rose from 0.5% to ", "after v1.4.2; waiting for 6 sample times before calling it"},
 	})
 	f("early: non-critical change", beforeAfter(15, normal, normal.with(func(l *load) { l.p50 = 80 }), 5*time.Minute), def, want{
 		status: schema.VerdictPending, score: -1, final: false,
@@ -320,6 +322,33 @@ func TestJudgeEarlyNeedsStrongEvidence(t *testing.T) {
 	in.Final = true
 	if v := Judge(in, p); v.Status != schema.VerdictBad || v.Early {
 		t.Fatalf("final: got %s early=%v; want bad, not early\n%s", v.Status, v.Early, dump(v))
+	}
+	// A watched service is judged every minute: each look needs early_alpha.
+	in.Comparison = schema.RecentVsEarlier
+	if v := Judge(in, p); v.Status == schema.VerdictBad || metricOf(t, v, "error_rate").Class == schema.MetricHigh {
+		t.Fatalf("recent_vs_earlier: got %s\n%s", v.Status, dump(v))
+	}
+}
+
+// Early evidence is counted in sample times: four fresh canary instances
+// give four points a time, but 30 s of them are still 30 s.
+func TestJudgeEarlyCountsTimes(t *testing.T) {
+	canary := func(d time.Duration) Input {
+		rng := rand.New(rand.NewPCG(21, 1))
+		w := window(deployAt, d)
+		return Input{
+			Comparison: schema.CanaryVsBaseline,
+			Baseline:   Group{Window: w, Points: normal.points(rng, deployAt, d)},
+			Candidate:  Group{Window: w, Points: normal.with(func(l *load) { l.version, l.errRate = "v1.4.2", 0.2 }).points(rng, deployAt, d)},
+			Version:    "v1.4.2",
+		}
+	}
+	v := Judge(canary(30*time.Second), DefaultPolicy())
+	if m := metricOf(t, v, "error_rate"); m.Class != schema.MetricHigh || m.PValue >= DefaultPolicy().EarlyAlpha || v.Status != schema.VerdictPending {
+		t.Fatalf("30 s of 4 canaries: got %s with error_rate %s (p = %g); want pending on strong evidence\n%s", v.Status, m.Class, m.PValue, dump(v))
+	}
+	if v := Judge(canary(time.Minute), DefaultPolicy()); v.Status != schema.VerdictBad || !v.Early {
+		t.Fatalf("a minute of 4 canaries: got %s early=%v; want bad early\n%s", v.Status, v.Early, dump(v))
 	}
 }
 
@@ -631,6 +660,34 @@ func TestMannWhitneyMatchesMoremath(t *testing.T) {
 	}
 }
 
+// mwuNeeded: the smallest one-sided p-value of the Mann-Whitney test is
+// 1/C(n1+n2, n1).
+func TestMannWhitneyReach(t *testing.T) {
+	for _, c := range []struct {
+		n1, n2 int
+		alpha  float64
+		want   int
+	}{
+		{2, 2, 0.01, 11},   // C(15, 13) = 105 > 100, C(14, 12) = 91
+		{3, 3, 0.001, 14},  // C(20, 17) = 1140 > 1000, C(19, 16) = 969
+		{6, 720, 0.01, 0},  // already
+		{1, 180, 0.01, 0},  // 1/181 < 0.01
+		{1, 50, 0.01, 1},   // 1/51, then 2/C(52,2)
+		{12, 0, 0.01, 1e6}, // never: no baseline
+	} {
+		got := mwuNeeded(c.n1, c.n2, c.alpha)
+		if c.want == 1e6 {
+			if got < 1000 {
+				t.Fatalf("mwuNeeded(%d, %d, %g) = %d; want a huge number", c.n1, c.n2, c.alpha, got)
+			}
+			continue
+		}
+		if got != c.want {
+			t.Fatalf("mwuNeeded(%d, %d, %g) = %d; want %d", c.n1, c.n2, c.alpha, got, c.want)
+		}
+	}
+}
+
 func naiveHL(x, y []float64) float64 {
 	var d []float64
 	for _, a := range x {
@@ -696,6 +753,34 @@ func TestBinomialTails(t *testing.T) {
 	n, p := 1e6, 0.5
 	if got := binomGE(n*p+1500, n, p); !(got > 0.0013 && got < 0.0014) { // z = 3
 		t.Fatalf("P(X >= mean + 3 sd) = %g; want about 0.00135", got)
+	}
+}
+
+func TestSortFloats(t *testing.T) {
+	rng := rand.New(rand.NewPCG(92, 2))
+	var keys, tmp []uint64
+	for _, n := range []int{0, 1, 5, 127, 128, 129, 720, 3000} {
+		for _, gen := range []func() float64{
+			rng.NormFloat64,
+			func() float64 { return 120 * math.Exp(0.3*rng.NormFloat64()) },
+			func() float64 { return float64(rng.IntN(5)) - 2 },
+			func() float64 { return math.Ldexp(rng.Float64(), rng.IntN(200)-100) * float64(1-2*rng.IntN(2)) },
+			func() float64 { return 7 },
+		} {
+			s := make([]float64, n)
+			for i := range s {
+				s[i] = gen()
+			}
+			if n > 3 {
+				s[0], s[1], s[2] = math.Copysign(0, -1), math.Inf(1), math.Inf(-1)
+			}
+			want := slices.Clone(s)
+			slices.Sort(want)
+			keys, tmp = sortFloats(s, keys, tmp)
+			if !slices.Equal(s, want) {
+				t.Fatalf("n=%d: sorted to %v; want %v", n, s[:min(n, 8)], want[:min(n, 8)])
+			}
+		}
 	}
 }
 

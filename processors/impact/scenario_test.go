@@ -34,6 +34,10 @@ const (
 	// (3x errors or +50% p99 at 10 req/s or more) must be called bad.
 	quickDelay = 60 * time.Second
 	quickRate  = 10.0
+	// minErrorsPerMinute and minRequestsPerSample bound where the 60 s
+	// target is statistically reachable (see badChange).
+	minErrorsPerMinute   = 5.0
+	minRequestsPerSample = 50.0
 )
 
 // expectation is what a judged deploy (or service) should come to.
@@ -390,7 +394,18 @@ func (b *builder) badChange(s *subject, at time.Time, version string, kind strin
 	default:
 		panic("unknown regression " + kind)
 	}
+	// The 60 s target holds where the evidence can be strong within a
+	// minute: at 10 req/s or more, and for errors with at least 5 errors a
+	// minute before the deploy (fewer cannot reach p < 0.001 on 3x within
+	// 60 s), for p99 with at least 50 requests per sample (a p99 of fewer
+	// is too coarse to show +50%). Slower calls of the rest are reported.
 	s.quick = rate >= quickRate
+	switch kind {
+	case "errors":
+		s.quick = s.quick && rate*60*s.gen.tr.ErrorRate >= minErrorsPerMinute
+	case "latency":
+		s.quick = s.quick && rate*float64(sampleInterval/time.Second)/float64(len(s.gen.pods)) >= minRequestsPerSample
+	}
 }
 
 func describe(s *subject, rate float64, extra string) {

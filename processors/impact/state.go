@@ -14,10 +14,19 @@ type State struct {
 	Next       time.Time     `json:"next,omitzero"`
 	RolledBack time.Time     `json:"rolled_back,omitzero"`
 	Done       bool          `json:"done,omitempty"`
+	// Bad analyses are kept after they are done, so that a rollback reopens
+	// them to watch the recovery.
+	Bad        bool `json:"bad,omitempty"`
+	Recovering bool `json:"recovering,omitempty"`
+	Recovered  bool `json:"recovered,omitempty"`
 }
 
+// Forget reports whether a saved state is of no more use.
+func (st State) Forget() bool { return st.Done && (!st.Bad || st.Recovered) }
+
 func (an *analysis) state() State {
-	return State{Deploy: an.deploy, Next: an.next, RolledBack: an.rolledBack, Done: an.done}
+	return State{Deploy: an.deploy, Next: an.next, RolledBack: an.rolledBack, Done: an.done,
+		Bad: an.bad, Recovering: an.recovering, Recovered: an.recovered}
 }
 
 // Changed returns the state of every analysis that changed since the last
@@ -35,7 +44,7 @@ func (a *Analyzer) Changed() []State {
 
 // Restore brings back an analysis saved before a restart.
 func (a *Analyzer) Restore(st State) {
-	if st.Done || st.Deploy.ID == "" || a.byID[st.Deploy.ID] != nil {
+	if st.Forget() || st.Deploy.ID == "" || a.byID[st.Deploy.ID] != nil {
 		return
 	}
 	a.Deploy(&st.Deploy)
@@ -44,6 +53,12 @@ func (a *Analyzer) Restore(st State) {
 		return
 	}
 	an.next, an.rolledBack, an.dirty = st.Next, st.RolledBack, false
+	an.bad, an.recovering, an.recovered = st.Bad, st.Recovering, st.Recovered
+	if st.Done { // bad, waiting for its rollback
+		an.done = true
+		s := a.seriesOf(an.deploy.Service, an.deploy.Env)
+		s.open = slices.DeleteFunc(s.open, func(o *analysis) bool { return o == an })
+	}
 }
 
 // Need is the span of samples the open analyses of one series need back
