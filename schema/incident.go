@@ -66,3 +66,9 @@ func (in *Incident) validate(p *problems, prefix string) {
 	checkText(p, join(prefix, "source"), in.Source, 256)
 	checkID(p, join(prefix, "deploy_id"), in.DeployID)
 }
+
+// DeployIncidentID is the id of the incident a bad deploy caused: one per
+// deploy, whichever of its bad verdict or firing alerts opened it first.
+func DeployIncidentID(deployID string) string {
+	return derivedID("incident", "deploy", deployID)
+}

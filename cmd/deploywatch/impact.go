@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -77,14 +78,29 @@ func parseShard(s string) (impact.Shard, error) {
 	return impact.Shard{Index: index, Count: count}, nil
 }
 
-// startImpact runs the impact processor until ctx ends; its result arrives on the channel.
+// startImpact runs the impact processor and the incidents processor that
+// follows its verdicts until ctx ends, or one of them fails (then both
+// stop); the first error arrives on the channel.
 func startImpact(ctx context.Context, cfg impact.Config, js jetstream.JetStream, pub processors.Publisher, ch processors.Querier, log *slog.Logger, set *metrics.Set) <-chan error {
 	done := make(chan error, 1)
 	cfg.History = processors.NewClickHouseHistory(ch)
+	ctx, cancel := context.WithCancel(ctx)
+	errs := make(chan error, 2)
 	go func() {
-		done <- processors.RunImpact(ctx, js, pub, processors.ImpactConfig{
+		errs <- processors.RunImpact(ctx, js, pub, processors.ImpactConfig{
 			Analyzer: cfg, Logger: log, Metrics: set,
 		})
+	}()
+	go func() {
+		errs <- processors.RunIncidents(ctx, js, pub, processors.IncidentsConfig{
+			Logger: log.With("processor", "incidents"), Metrics: set,
+		})
+	}()
+	go func() {
+		first := <-errs
+		cancel()
+		second := <-errs
+		done <- errors.Join(first, second)
 	}()
 	return done
 }

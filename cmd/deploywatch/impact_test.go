@@ -276,3 +276,72 @@ FROM deploy_verdicts FINAL WHERE deploy_id = ?`, id).Scan(&n, &first, &last); er
 		t.Errorf("%d verdicts from %d to %d, want one every 10 s: %d", n, first, last, want)
 	}
 }
+
+// TestBadDeployIncident follows a bad deploy through serve: the bad verdict
+// opens an incident linked to the deploy; once the deploy is rolled back and
+// the service's samples are back within the baseline, the incident resolves.
+func TestBadDeployIncident(t *testing.T) {
+	p := startServe(t, testenv.ClickHouse(t), func(c *serveConfig) { c.impact.enabled = true })
+	deployAt := time.Date(2026, 11, 6, 16, 0, 0, 0, time.UTC)
+	finished := deployAt.Add(time.Minute)
+	rolledBack := finished.Add(4 * time.Minute)
+	versionAt := func(ts time.Time) string {
+		if ts.After(deployAt) && !ts.After(rolledBack) {
+			return "v9"
+		}
+		return "v8"
+	}
+	errorsAt := func(ts time.Time) float64 {
+		if ts.After(finished) && !ts.After(rolledBack.Add(30*time.Second)) {
+			return 0.04
+		}
+		return 0.004
+	}
+	deploy := fmt.Sprintf(`{"service":"basket","env":"production","version":"v9","previous_version":"v8","status":"succeeded","started_at":%q,"finished_at":%q}`,
+		deployAt.Format(time.RFC3339), finished.Format(time.RFC3339))
+	status, answer := p.post(t, "/api/v1/deploys", []byte(deploy))
+	if status != http.StatusAccepted {
+		t.Fatalf("POST deploy: %d %v", status, answer)
+	}
+	id := answer["ids"].([]any)[0].(string)
+	for _, b := range serviceTraffic("basket", deployAt.Add(-30*time.Minute), rolledBack, 12, errorsAt, versionAt, 4) {
+		if status, answer := p.post(t, "/api/v1/metrics", b); status != http.StatusAccepted {
+			t.Fatalf("POST metrics: %d %v", status, answer)
+		}
+	}
+	incidentOf := func(status string) (time.Time, bool) {
+		var at time.Time
+		err := p.ch.QueryRow(context.Background(), `SELECT time FROM incident_changes FINAL WHERE deploy_id = ? AND status = ?`, id, status).Scan(&at)
+		return at, err == nil
+	}
+	var opened time.Time
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		var ok bool
+		opened, ok = incidentOf("opened")
+		return ok, "waiting for the bad deploy's incident"
+	})
+	if !opened.After(finished) || opened.After(finished.Add(2*time.Minute)) {
+		t.Errorf("incident opened at %s, want within 2 minutes of the deploy finishing at %s", opened, finished)
+	}
+	rollback := fmt.Sprintf(`{"id":%q,"service":"basket","env":"production","version":"v9","previous_version":"v8","status":"rolled_back","started_at":%q,"finished_at":%q}`,
+		id, deployAt.Format(time.RFC3339), rolledBack.Format(time.RFC3339))
+	if status, answer := p.post(t, "/api/v1/deploys", []byte(rollback)); status != http.StatusAccepted {
+		t.Fatalf("POST rolled_back: %d %v", status, answer)
+	}
+	for _, b := range serviceTraffic("basket", rolledBack, rolledBack.Add(8*time.Minute), 12, errorsAt, versionAt, 5) {
+		if status, answer := p.post(t, "/api/v1/metrics", b); status != http.StatusAccepted {
+			t.Fatalf("POST metrics: %d %v", status, answer)
+		}
+	}
+	var resolved time.Time
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		var ok bool
+		resolved, ok = incidentOf("resolved")
+		return ok, "waiting for the incident to resolve after the rollback"
+	})
+	if !resolved.After(rolledBack.Add(30*time.Second)) || resolved.After(rolledBack.Add(8*time.Minute)) {
+		t.Errorf("incident resolved at %s; the errors ended at %s", resolved, rolledBack.Add(30*time.Second))
+	}
+	t.Logf("incident: opened %s after the deploy, resolved %s after the rollback (MTTR %s)",
+		opened.Sub(finished), resolved.Sub(rolledBack), resolved.Sub(opened))
+}

@@ -436,11 +436,12 @@ func (a *Analyzer) evaluate(s *series, an *analysis, p Policy, t time.Time) (sch
 }
 
 // How the recovery after the rollback of a bad deploy is judged: at least
-// recoveryMin of samples after the rollback, the last recoveryWindow of them
+// recoveryMin of samples after the rollback, the last recoveryWindow of them (a
+// sliding window, so that the bad minutes just after the rollback soon leave it)
 // against the deploy's baseline; given up after recoveryTimeout.
 const (
 	recoveryMin     = 2 * time.Minute
-	recoveryWindow  = 10 * time.Minute
+	recoveryWindow  = 3 * time.Minute
 	recoveryTimeout = time.Hour
 )
 

@@ -760,8 +760,9 @@ func (j *judge) change(i int, m *schema.MetricVerdict, pv float64) string {
 	return s + " on " + thousands(m.Candidate.Requests) + " requests"
 }
 
-// afterWords names the candidate: "after v1.4.2", "after the deploy", or
-// for a service watched without a deploy, "in the last 10 minutes".
+// afterWords names the candidate: "after v1.4.2", "after the deploy", for a
+// service watched without a deploy "in the last 10 minutes", and after a
+// rollback "since the rollback to v1.4.1".
 func (j *judge) afterWords() string {
 	if j.in.Comparison == schema.RecentVsEarlier {
 		w := j.in.Candidate.Window
@@ -769,6 +770,12 @@ func (j *judge) afterWords() string {
 			return "in the last " + spoken(d)
 		}
 		return "recently"
+	}
+	if j.in.Comparison == schema.RecoveryVsBaseline {
+		if j.in.Version == "" {
+			return "since the rollback"
+		}
+		return "since the rollback to " + j.in.Version
 	}
 	if j.in.Version == "" {
 		return "after the deploy"

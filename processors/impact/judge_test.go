@@ -611,6 +611,15 @@ func TestJudgeRecentWords(t *testing.T) {
 	}
 }
 
+func TestJudgeRecoveryWords(t *testing.T) {
+	in := beforeAfter(91, normal, normal, 10*time.Minute)
+	in.Comparison, in.Version, in.Final = schema.RecoveryVsBaseline, "v1.4.1", true
+	v := Judge(in, DefaultPolicy())
+	if v.Status != schema.VerdictHealthy || !strings.HasPrefix(v.Reason, "no metric moved beyond its tolerance since the rollback to v1.4.1 (") {
+		t.Fatalf("got %s: %q", v.Status, v.Reason)
+	}
+}
+
 // --- the statistics against references ---
 
 func TestMannWhitneyMatchesMoremath(t *testing.T) {
