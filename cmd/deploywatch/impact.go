@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/deploywatch/deploywatch/processors"
@@ -35,11 +36,18 @@ func (f *impactFlags) register(fs *flag.FlagSet) {
 type impactFile struct {
 	Policies     impact.Policies     `yaml:"policies"`
 	Dependencies map[string][]string `yaml:"dependencies"`
+	// Lateness is how far behind a service's newest sample another sample
+	// may arrive and still count.
+	Lateness time.Duration `yaml:"lateness"`
 }
+
+// defaultLateness leaves room for instances and collectors that report a
+// little behind each other; see impact.Config.Lateness.
+const defaultLateness = 30 * time.Second
 
 // loadImpactConfig reads the analysis settings: defaults, then the file, then validation.
 func loadImpactConfig(f impactFlags) (impact.Config, error) {
-	cfg := impact.Config{Policies: impact.Policies{Default: impact.DefaultPolicy()}}
+	cfg := impact.Config{Policies: impact.Policies{Default: impact.DefaultPolicy()}, Lateness: defaultLateness}
 	shard, err := parseShard(f.shard)
 	if err != nil {
 		return cfg, err
@@ -52,7 +60,7 @@ func loadImpactConfig(f impactFlags) (impact.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("cannot read --impact-config: %w", err)
 	}
-	file := impactFile{Policies: cfg.Policies}
+	file := impactFile{Policies: cfg.Policies, Lateness: cfg.Lateness}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&file); err != nil {
@@ -61,7 +69,10 @@ func loadImpactConfig(f impactFlags) (impact.Config, error) {
 	if err := file.Policies.Validate(); err != nil {
 		return cfg, fmt.Errorf("--impact-config %s: %w", f.config, err)
 	}
-	cfg.Policies, cfg.Dependencies = file.Policies, file.Dependencies
+	if file.Lateness < 0 || file.Lateness > time.Hour {
+		return cfg, fmt.Errorf("--impact-config %s: lateness must be between 0s and 1h, such as 30s; got %s", f.config, file.Lateness)
+	}
+	cfg.Policies, cfg.Dependencies, cfg.Lateness = file.Policies, file.Dependencies, file.Lateness
 	return cfg, nil
 }
 
