@@ -50,7 +50,9 @@ func NewPublisher(nc *nats.Conn, ackTimeout time.Duration, set *metrics.Set) (*P
 
 // Publish sends msgs asynchronously and waits for every ack. It returns an
 // error wrapping ErrUnavailable if any message was not acknowledged; messages
-// that were are kept (their ids make a retry of the whole set harmless).
+// that were are kept (their ids make a retry of the whole set harmless). A
+// body in one of schema's binary encodings is published with the
+// schema.EncodingHeader that names it; other bodies are JSON.
 func (p *Publisher) Publish(ctx context.Context, msgs []schema.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -64,6 +66,9 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schema.Message) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+		if enc := schema.EncodingOf(m.Data); enc != "" {
+			msg.Header.Set(schema.EncodingHeader, enc)
+		}
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID))
 		if err != nil {
 			p.failures.Inc()

@@ -137,8 +137,11 @@ func TestPostMetricsSplitsLargeBatchesIntoMessages(t *testing.T) {
 		if m.Subject != "deploywatch.metrics.checkout" {
 			t.Errorf("message %d: subject %q, want deploywatch.metrics.checkout", i, m.Subject)
 		}
+		if enc := m.Header.Get(schema.EncodingHeader); enc != schema.MetricsBinaryEncoding {
+			t.Errorf("message %d: %s %q, want %q", i, schema.EncodingHeader, enc, schema.MetricsBinaryEncoding)
+		}
 		var part schema.MetricsBatch
-		if err := json.Unmarshal(m.Data, &part); err != nil {
+		if err := schema.DecodeMetricsMessage(m.Header.Get(schema.EncodingHeader), m.Data, &part); err != nil {
 			t.Fatalf("cannot decode message %d: %v", i, err)
 		}
 		wantID := fmt.Sprintf("%s.%dof3", id, i+1)
@@ -504,9 +507,11 @@ func TestPostMetricsKeepsMessagesWithinTheMaxPayload(t *testing.T) {
 	// A NATS server with its default max_payload, as an external one has.
 	const maxPayload = 1 << 20
 	h := start(t, setup{maxPayload: maxPayload})
-	// 1,000 samples with 120-bucket exponential latency histograms (0.1 ms to
-	// 2.9 s, as OpenTelemetry's exponential histograms have): about 1.5 MB
-	// encoded, within the body limit but not within one message.
+	// 1,000 samples with 120-bucket exponential latency histograms (from 0.1 ms
+	// up, as OpenTelemetry's exponential histograms have, whose first bucket
+	// follows each sample's fastest response): about 2 MB as JSON and 1.2 MB
+	// in the event log's binary encoding, within the body limit but not
+	// within one message.
 	const buckets = 120
 	batch := metricsBatch("checkout", 1000, time.Now().Add(-time.Minute), 8)
 	for i := range batch.Samples {
@@ -514,8 +519,9 @@ func TestPostMetricsKeepsMessagesWithinTheMaxPayload(t *testing.T) {
 		s.LatencyMs = nil
 		h := &schema.LatencyHistogram{Counts: make([]schema.Count, buckets+1)}
 		left := s.Requests.Value
+		offset := i % 50
 		for j := range buckets {
-			h.BoundsMs = append(h.BoundsMs, math.Round(100*math.Pow(1.09, float64(j)))/1000)
+			h.BoundsMs = append(h.BoundsMs, math.Round(100*math.Pow(1.09, float64(offset+j)))/1000)
 			share := min(left, s.Requests.Value/(buckets+20))
 			h.Counts[j] = schema.CountOf(share)
 			left -= share
@@ -541,7 +547,7 @@ func TestPostMetricsKeepsMessagesWithinTheMaxPayload(t *testing.T) {
 			t.Errorf("message %d is %d bytes", i, len(m.Data))
 		}
 		var part schema.MetricsBatch
-		if err := json.Unmarshal(m.Data, &part); err != nil {
+		if err := schema.DecodeMetricsMessage(m.Header.Get(schema.EncodingHeader), m.Data, &part); err != nil {
 			t.Fatal(err)
 		}
 		n += len(part.Samples)

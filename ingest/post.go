@@ -149,8 +149,10 @@ func (a *API) metricsMessages(b *schema.MetricsBatch) ([]schema.Message, error) 
 
 func message(ev schema.Event) (schema.Message, error) {
 	if b, ok := ev.(*schema.MetricsBatch); ok {
-		// The hot path: appended without reflection.
-		return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: b.AppendJSON(nil)}, nil
+		// The hot path: every consumer of the metrics stream decodes every
+		// batch, so it travels in the binary encoding, which decodes many
+		// times faster than JSON (the publisher names it in a header).
+		return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: b.AppendBinary(nil)}, nil
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {

@@ -72,7 +72,7 @@ type metricsProjection struct {
 
 func (p *metricsProjection) add(msg jetstream.Msg, _ *jetstream.MsgMetadata) error {
 	var b schema.MetricsBatch
-	if err := schema.DecodeInto(msg.Data(), &b, ""); err != nil {
+	if err := schema.DecodeMetricsMessage(msg.Headers().Get(schema.EncodingHeader), msg.Data(), &b); err != nil {
 		return fmt.Errorf("cannot decode the metrics batch: %w", err)
 	}
 	p.samples.add(&b, b.ID)

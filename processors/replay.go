@@ -101,7 +101,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, q Que
 		if err := src.proj.add(msg, meta); err != nil {
 			stats.Skipped++
 		} else {
-			feed(analyzer, src.stream, msg.Data())
+			feed(analyzer, src.stream, msg)
 			buffered++
 		}
 		if buffered >= cfg.FlushRows || src.proj.rows() >= cfg.FlushRows {
@@ -124,15 +124,15 @@ func Replay(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, q Que
 }
 
 // feed gives a decoded message to the analyzer.
-func feed(a *impact.Analyzer, stream string, data []byte) {
+func feed(a *impact.Analyzer, stream string, msg jetstream.Msg) {
 	switch stream {
 	case schema.MetricsStream:
 		var b schema.MetricsBatch
-		if schema.DecodeInto(data, &b, "") == nil {
+		if schema.DecodeMetricsMessage(msg.Headers().Get(schema.EncodingHeader), msg.Data(), &b) == nil {
 			a.Metrics(&b)
 		}
 	case schema.ChangesStream:
-		if ev, err := schema.DecodeEvent(data, ""); err == nil {
+		if ev, err := schema.DecodeEvent(msg.Data(), ""); err == nil {
 			if d, ok := ev.(*schema.Deploy); ok {
 				a.Deploy(d)
 			}

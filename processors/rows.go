@@ -27,6 +27,11 @@ func (r *sampleRows) len() int { return len(r.time) }
 
 // add appends the samples of one batch; sourceID is the message they came in.
 func (r *sampleRows) add(b *schema.MetricsBatch, sourceID string) {
+	// The Nullable quantile columns take pointers and the histogram columns
+	// slices: they point into one array per batch rather than one allocation
+	// per value.
+	var values []float64
+	var counts []uint64
 	for i := range b.Samples {
 		s := &b.Samples[i]
 		r.service = append(r.service, s.ResolvedService(b))
@@ -37,22 +42,28 @@ func (r *sampleRows) add(b *schema.MetricsBatch, sourceID string) {
 		r.intervalS = append(r.intervalS, s.IntervalS.Value)
 		r.requests = append(r.requests, s.Requests.Value)
 		r.errors = append(r.errors, s.Errors.Value)
-		var q schema.LatencyQuantiles
-		if s.LatencyMs != nil {
-			q = *s.LatencyMs
+		if q := s.LatencyMs; q != nil {
+			if cap(values)-len(values) < 5 {
+				values = make([]float64, 0, 5*(len(b.Samples)-i))
+			}
+			r.p50 = append(r.p50, optional(&values, q.P50))
+			r.p90 = append(r.p90, optional(&values, q.P90))
+			r.p95 = append(r.p95, optional(&values, q.P95))
+			r.p99 = append(r.p99, optional(&values, q.P99))
+			r.max = append(r.max, optional(&values, q.Max))
+		} else {
+			r.p50, r.p90, r.p95, r.p99, r.max = append(r.p50, nil), append(r.p90, nil), append(r.p95, nil), append(r.p99, nil), append(r.max, nil)
 		}
-		r.p50 = append(r.p50, optional(q.P50))
-		r.p90 = append(r.p90, optional(q.P90))
-		r.p95 = append(r.p95, optional(q.P95))
-		r.p99 = append(r.p99, optional(q.P99))
-		r.max = append(r.max, optional(q.Max))
 		if h := s.LatencyHistogram; h != nil {
 			r.histBounds = append(r.histBounds, h.BoundsMs)
-			counts := make([]uint64, len(h.Counts))
-			for i, c := range h.Counts {
-				counts[i] = c.Value
+			if cap(counts)-len(counts) < len(h.Counts) {
+				counts = make([]uint64, 0, len(h.Counts)*(len(b.Samples)-i))
 			}
-			r.histCounts = append(r.histCounts, counts)
+			from := len(counts)
+			for _, c := range h.Counts {
+				counts = append(counts, c.Value)
+			}
+			r.histCounts = append(r.histCounts, counts[from:len(counts):len(counts)])
 		} else {
 			r.histBounds = append(r.histBounds, []float64{})
 			r.histCounts = append(r.histCounts, []uint64{})
@@ -66,14 +77,29 @@ func (r *sampleRows) columns() []any {
 		r.p50, r.p90, r.p95, r.p99, r.max, r.histBounds, r.histCounts, r.sourceID}
 }
 
-func (r *sampleRows) reset() { *r = sampleRows{} }
+// reset empties the rows and keeps their memory for the next batch.
+func (r *sampleRows) reset() {
+	for _, col := range []*[]string{&r.service, &r.env, &r.version, &r.instance, &r.sourceID} {
+		clear(*col) // let the strings go
+		*col = (*col)[:0]
+	}
+	for _, col := range []*[]*float64{&r.p50, &r.p90, &r.p95, &r.p99, &r.max} {
+		clear(*col)
+		*col = (*col)[:0]
+	}
+	clear(r.histBounds)
+	clear(r.histCounts)
+	r.time, r.intervalS, r.requests, r.errors = r.time[:0], r.intervalS[:0], r.requests[:0], r.errors[:0]
+	r.histBounds, r.histCounts = r.histBounds[:0], r.histCounts[:0]
+}
 
-func optional(n schema.Number) *float64 {
+// optional appends n's value to values and points at it; nil when n is absent.
+func optional(values *[]float64, n schema.Number) *float64 {
 	if !n.Set {
 		return nil
 	}
-	v := n.Value
-	return &v
+	*values = append(*values, n.Value)
+	return &(*values)[len(*values)-1]
 }
 
 // eventRows are rows of the raw `events` table.
@@ -110,6 +136,8 @@ func eventEnv(ev schema.Event) string {
 	case *schema.MetricsBatch:
 		return e.Env
 	case *schema.Verdict:
+		return e.Env
+	case *schema.Delivery:
 		return e.Env
 	}
 	return ""

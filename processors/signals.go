@@ -15,8 +15,9 @@ import (
 // of a type this version does not know is refused (and so dead-lettered with
 // the reason) rather than guessed at.
 type signalsProjection struct {
-	events   eventRows
-	verdicts verdictRows
+	events     eventRows
+	verdicts   verdictRows
+	deliveries deliveryRows
 }
 
 func (p *signalsProjection) add(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
@@ -42,6 +43,8 @@ func (p *signalsProjection) addSignal(ev schema.Event, receivedAt time.Time, bod
 	switch e := ev.(type) {
 	case *schema.Verdict:
 		p.verdicts.add(e, receivedAt, body)
+	case *schema.Delivery:
+		p.deliveries.add(e, receivedAt)
 	default:
 		return fmt.Errorf("%s signals are not projected into ClickHouse yet", ev.EventType())
 	}
@@ -56,6 +59,11 @@ func (p *signalsProjection) write(ctx context.Context, insert insertFunc) error 
 	// rewrites all of them and every table deduplicates by the event id.
 	if p.verdicts.len() > 0 {
 		if err := insert(ctx, "deploy_verdicts", verdictColumns, p.verdicts.columns()); err != nil {
+			return err
+		}
+	}
+	if p.deliveries.len() > 0 {
+		if err := insert(ctx, "webhook_deliveries", deliveryColumns, p.deliveries.columns()); err != nil {
 			return err
 		}
 	}
@@ -136,4 +144,51 @@ func orEpoch(t schema.Time) time.Time {
 		return time.Unix(0, 0).UTC()
 	}
 	return t.Time
+}
+
+// deliveryRows are rows of `webhook_deliveries`: one per delivery attempt.
+type deliveryRows struct {
+	id, webhookID, alertEventID, alertID, alertStatus, rule []string
+	service, env, receiver, url, format                     []string
+	round, attempt                                          []uint32
+	statusCode                                              []uint16
+	errText                                                 []string
+	durationMs                                              []uint64
+	outcome                                                 []string
+	final                                                   []uint8
+	at, nextAttemptAt, receivedAt                           []time.Time
+}
+
+const deliveryColumns = "id, webhook_id, alert_event_id, alert_id, alert_status, rule, service, env, receiver, url, format, " +
+	"round, attempt, status_code, error, duration_ms, outcome, final, at, next_attempt_at, received_at"
+
+func (r *deliveryRows) add(d *schema.Delivery, receivedAt time.Time) {
+	r.id = append(r.id, d.ID)
+	r.webhookID = append(r.webhookID, d.WebhookID)
+	r.alertEventID = append(r.alertEventID, d.AlertEventID)
+	r.alertID = append(r.alertID, d.AlertID)
+	r.alertStatus = append(r.alertStatus, string(d.AlertStatus))
+	r.rule = append(r.rule, d.Rule)
+	r.service = append(r.service, d.Service)
+	r.env = append(r.env, d.Env)
+	r.receiver = append(r.receiver, d.Receiver)
+	r.url = append(r.url, d.URL)
+	r.format = append(r.format, d.Format)
+	r.round = append(r.round, uint32(d.Round))       // validated: >= 1
+	r.attempt = append(r.attempt, uint32(d.Attempt)) // validated: >= 1
+	r.statusCode = append(r.statusCode, uint16(d.StatusCode))
+	r.errText = append(r.errText, d.Error)
+	r.durationMs = append(r.durationMs, uint64(d.DurationMs))
+	r.outcome = append(r.outcome, string(d.Outcome))
+	r.final = append(r.final, boolUInt8(d.Final))
+	r.at = append(r.at, d.At.Time)
+	r.nextAttemptAt = append(r.nextAttemptAt, orEpoch(d.NextAttemptAt))
+	r.receivedAt = append(r.receivedAt, receivedAt)
+}
+
+func (r *deliveryRows) len() int { return len(r.id) }
+
+func (r *deliveryRows) columns() []any {
+	return []any{r.id, r.webhookID, r.alertEventID, r.alertID, r.alertStatus, r.rule, r.service, r.env, r.receiver, r.url, r.format,
+		r.round, r.attempt, r.statusCode, r.errText, r.durationMs, r.outcome, r.final, r.at, r.nextAttemptAt, r.receivedAt}
 }

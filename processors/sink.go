@@ -71,18 +71,19 @@ func (c *SinkConfig) defaults() {
 // until ctx is cancelled; then it writes and acks what it holds and returns.
 func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg SinkConfig) error {
 	cfg.defaults()
+	// Two projections per stream: one is written while the other fills.
 	streams := []struct {
 		stream string
-		proj   projection
+		projs  [2]projection
 	}{
-		{schema.ChangesStream, &changesProjection{}},
-		{schema.MetricsStream, &metricsProjection{}},
-		{schema.SignalsStream, &signalsProjection{}},
+		{schema.ChangesStream, [2]projection{&changesProjection{}, &changesProjection{}}},
+		{schema.MetricsStream, [2]projection{&metricsProjection{}, &metricsProjection{}}},
+		{schema.SignalsStream, [2]projection{&signalsProjection{}, &signalsProjection{}}},
 	}
 	errs := make([]error, len(streams))
 	var wg sync.WaitGroup
 	for i, s := range streams {
-		c, err := newStreamConsumer(ctx, js, ch, s.stream, s.proj, cfg)
+		c, err := newStreamConsumer(ctx, js, ch, s.stream, s.projs, cfg)
 		if err != nil {
 			return err
 		}
@@ -96,17 +97,20 @@ func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg 
 	return errors.Join(errs...)
 }
 
-// streamConsumer moves one stream into ClickHouse.
+// streamConsumer moves one stream into ClickHouse. It decodes messages into
+// one buffer while the previous buffer is being written: decoding and
+// ClickHouse's insert overlap instead of taking turns.
 type streamConsumer struct {
 	stream string
 	cons   jetstream.Consumer
 	js     jetstream.JetStream
 	ch     BatchPreparer
-	proj   projection
 	cfg    SinkConfig
 	log    *slog.Logger
 
-	held       []jetstream.Msg // written to the buffer, not yet acked
+	filling    *buffer // being decoded into
+	spare      *buffer // free, unless it is being written
+	writing    chan error
 	firstHeld  time.Time
 	numPending atomic.Uint64
 
@@ -117,7 +121,13 @@ type streamConsumer struct {
 	acked       *metrics.Counter
 }
 
-func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, stream string, proj projection, cfg SinkConfig) (*streamConsumer, error) {
+// buffer is decoded rows and the messages they came from, not yet acked.
+type buffer struct {
+	proj projection
+	held []jetstream.Msg
+}
+
+func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, stream string, projs [2]projection, cfg SinkConfig) (*streamConsumer, error) {
 	name := cfg.ConsumerName + "-" + stream
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       name,
@@ -137,7 +147,8 @@ func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPrep
 		cons:        cons,
 		js:          js,
 		ch:          ch,
-		proj:        proj,
+		filling:     &buffer{proj: projs[0]},
+		spare:       &buffer{proj: projs[1]},
 		cfg:         cfg,
 		log:         cfg.Logger.With("stream", stream),
 		batchRows:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_batch_rows` + label),
@@ -156,22 +167,35 @@ func (c *streamConsumer) run(ctx context.Context) error {
 		return fmt.Errorf("cannot consume %s: %w", c.stream, err)
 	}
 	defer iter.Stop()
+	// When a burst of messages is over, waiting for the flush interval only
+	// delays the rows; a buffer of a tenth of FlushRows is worth an insert.
+	idle, idleRows := min(c.cfg.FlushInterval/10, 100*time.Millisecond), max(c.cfg.FlushRows/10, 1)
 	for ctx.Err() == nil {
+		if err := c.written(); err != nil {
+			return err
+		}
 		wait := c.cfg.FlushInterval
-		if len(c.held) > 0 {
+		if len(c.filling.held) > 0 {
 			wait = max(time.Until(c.firstHeld.Add(c.cfg.FlushInterval)), time.Millisecond)
+			if c.filling.proj.rows() >= idleRows {
+				wait = min(wait, idle)
+			}
 		}
 		msg, err := iter.Next(jetstream.NextMaxWait(wait))
+		timedOut := false
 		switch {
 		case err == nil:
 			c.take(ctx, msg)
 		case errors.Is(err, nats.ErrTimeout):
+			timedOut = true
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return fmt.Errorf("the %s consumer stopped: %w", c.stream, err)
+			return errors.Join(fmt.Errorf("the %s consumer stopped: %w", c.stream, err), c.wait(ctx))
 		default:
 			c.log.Warn("cannot fetch from JetStream", "err", err)
 		}
-		if c.proj.rows() >= c.cfg.FlushRows || (len(c.held) > 0 && time.Since(c.firstHeld) >= c.cfg.FlushInterval) {
+		held := len(c.filling.held) > 0
+		if c.filling.proj.rows() >= c.cfg.FlushRows || (held && time.Since(c.firstHeld) >= c.cfg.FlushInterval) ||
+			(held && timedOut && c.filling.proj.rows() >= idleRows) {
 			if err := c.flush(ctx); err != nil {
 				return err
 			}
@@ -188,7 +212,10 @@ func (c *streamConsumer) run(ctx context.Context) error {
 	}
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return c.flush(final)
+	if err := c.flush(final); err != nil {
+		return err
+	}
+	return c.wait(final)
 }
 
 // take decodes a message into the buffer, or dead-letters it when it can never be decoded.
@@ -199,22 +226,74 @@ func (c *streamConsumer) take(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	c.numPending.Store(meta.NumPending)
-	if err := c.proj.add(msg, meta); err != nil {
+	if err := c.filling.proj.add(msg, meta); err != nil {
 		c.deadLetter(ctx, msg, err.Error())
 		return
 	}
-	if len(c.held) == 0 {
+	if len(c.filling.held) == 0 {
 		c.firstHeld = time.Now()
 	}
-	c.held = append(c.held, msg)
+	c.filling.held = append(c.filling.held, msg)
 }
 
-// flush writes the buffer to ClickHouse, retrying with backoff until it
-// succeeds or ctx ends, and acks the messages only then.
+// flush hands the filled buffer to a writer and goes on with the spare one.
+// At most one write is under way: flush first waits for the previous one,
+// and returns its error if it failed.
 func (c *streamConsumer) flush(ctx context.Context) error {
-	if len(c.held) == 0 {
+	if len(c.filling.held) == 0 {
 		return nil
 	}
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	full := c.filling
+	c.filling, c.spare = c.spare, nil
+	c.writing = make(chan error, 1)
+	go func(done chan<- error) {
+		err := c.write(ctx, full)
+		c.spare = full // read only after receiving from done
+		done <- err
+	}(c.writing)
+	return nil
+}
+
+// written returns the error of a write that has ended, without waiting: a
+// failed write stops the consumer at once, as a crash would.
+func (c *streamConsumer) written() error {
+	select {
+	case err := <-c.writing: // nil channel when no write is under way
+		c.writing = nil
+		return err
+	default:
+		return nil
+	}
+}
+
+// wait waits for the write under way, if any, and returns its error. While
+// it waits, the messages of the buffer being filled are kept from being
+// redelivered.
+func (c *streamConsumer) wait(ctx context.Context) error {
+	if c.writing == nil {
+		return nil
+	}
+	tick := time.NewTicker(c.cfg.AckWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-c.writing:
+			c.writing = nil
+			return err
+		case <-tick.C:
+			for _, m := range c.filling.held {
+				_ = m.InProgress()
+			}
+		}
+	}
+}
+
+// write writes a buffer to ClickHouse, retrying with backoff until it
+// succeeds or ctx ends, and acks its messages only then.
+func (c *streamConsumer) write(ctx context.Context, buf *buffer) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 200 * time.Millisecond
 	b.MaxInterval = c.cfg.MaxRetryInterval
@@ -226,7 +305,7 @@ func (c *streamConsumer) flush(ctx context.Context) error {
 		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertTimeout)
 		defer cancel()
 		start := time.Now()
-		err := c.proj.write(writeCtx, c.insert)
+		err := buf.proj.write(writeCtx, c.insert)
 		if err != nil {
 			c.writeErrors.Inc()
 			return err
@@ -235,33 +314,34 @@ func (c *streamConsumer) flush(ctx context.Context) error {
 		return nil
 	}
 	notify := func(err error, next time.Duration) {
-		c.log.Warn("cannot write to ClickHouse; holding the messages and retrying", "rows", c.proj.rows(), "retry_in", next.Round(time.Millisecond), "err", err)
+		c.log.Warn("cannot write to ClickHouse; holding the messages and retrying", "rows", buf.proj.rows(), "retry_in", next.Round(time.Millisecond), "err", err)
 		// Keep JetStream from redelivering what we still hold.
 		if time.Since(lastProgress) > c.cfg.AckWait/3 {
-			for _, m := range c.held {
+			for _, m := range buf.held {
 				_ = m.InProgress()
 			}
 			lastProgress = time.Now()
 		}
 	}
 	if err := backoff.RetryNotify(attempt, backoff.WithContext(b, ctx), notify); err != nil {
-		return fmt.Errorf("cannot write %d rows from %s to ClickHouse, stopping without acking them (JetStream will redeliver): %w", c.proj.rows(), c.stream, err)
+		return fmt.Errorf("cannot write %d rows from %s to ClickHouse, stopping without acking them (JetStream will redeliver): %w", buf.proj.rows(), c.stream, err)
 	}
 	if c.cfg.afterWrite != nil {
 		if err := c.cfg.afterWrite(); err != nil {
 			return err
 		}
 	}
-	c.batchRows.Update(float64(c.proj.rows()))
-	for _, m := range c.held {
+	c.batchRows.Update(float64(buf.proj.rows()))
+	for _, m := range buf.held {
 		if err := m.Ack(); err != nil {
 			// Not fatal: the message comes again and its write is idempotent.
 			c.log.Warn("cannot ack a message; it will be redelivered and deduplicated", "err", err)
 		}
 	}
-	c.acked.Add(len(c.held))
-	c.held = c.held[:0]
-	c.proj.reset()
+	c.acked.Add(len(buf.held))
+	clear(buf.held)
+	buf.held = buf.held[:0]
+	buf.proj.reset()
 	return nil
 }
 
@@ -299,6 +379,9 @@ func (c *streamConsumer) deadLetter(ctx context.Context, msg jetstream.Msg, reas
 	dl := &nats.Msg{Subject: schema.DeadLetterSubject(c.stream), Data: msg.Data(), Header: nats.Header{}}
 	dl.Header.Set(schema.DeadLetterReasonHeader, reason)
 	dl.Header.Set(schema.DeadLetterSubjectHeader, msg.Subject())
+	if enc := msg.Headers().Get(schema.EncodingHeader); enc != "" {
+		dl.Header.Set(schema.EncodingHeader, enc)
+	}
 	opts := []jetstream.PublishOpt{}
 	if meta, err := msg.Metadata(); err == nil {
 		opts = append(opts, jetstream.WithMsgID(fmt.Sprintf("%s-%d", c.stream, meta.Sequence.Stream)))

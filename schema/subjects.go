@@ -38,6 +38,12 @@ func Subject(ev Event) string {
 		return "deploywatch.signals.alert." + token
 	case TypeRollback:
 		return RollbackSubject(ev.EventService())
+	case TypeSilence:
+		return "deploywatch.signals.silence." + token
+	case TypeAck:
+		return "deploywatch.signals.ack." + token
+	case TypeDelivery:
+		return "deploywatch.signals.delivery." + token
 	default:
 		return "deploywatch.changes." + string(ev.EventType()) + "." + token
 	}

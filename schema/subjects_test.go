@@ -28,6 +28,12 @@ func TestSubject(t *testing.T) {
 	f(&Deploy{Service: "payments.api.v2"}, "deploywatch.changes.deploy.payments_api_v2", ChangesSubjects)
 	f(&MetricsBatch{Service: "payments.api"}, "deploywatch.metrics.payments_api", MetricsSubjects)
 	f(&Incident{}, "deploywatch.changes.incident._", ChangesSubjects)
+	f(&Verdict{Service: "checkout"}, "deploywatch.signals.verdict.checkout", SignalsSubjects)
+	f(&Alert{Service: "payments.api"}, "deploywatch.signals.alert.payments_api", SignalsSubjects)
+	f(&RollbackSignal{Service: "checkout"}, "deploywatch.signals.rollback.checkout", SignalsSubjects)
+	f(&Silence{Service: "checkout"}, "deploywatch.signals.silence.checkout", SignalsSubjects)
+	f(&Silence{Rule: "bad-deploy"}, "deploywatch.signals.silence._", SignalsSubjects)
+	f(&Acknowledgement{Service: "checkout"}, "deploywatch.signals.ack.checkout", SignalsSubjects)
 }
 
 func TestSubjectToken(t *testing.T) {

@@ -84,7 +84,7 @@ func TestDecodeVerdictProblems(t *testing.T) {
 	f(``, "body")
 	f(`not json`, "body")
 	f(`{"id":"x"}`, "type")
-	f(`{"type":"alert","id":"x"}`, "type")
+	f(`{"type":"forecast","id":"x"}`, "type")
 	f(`{"type":"verdict"}`, "id", "service", "env", "status", "evaluated_at")
 	f(`{"type":"verdict","id":"d:verdict:1","service":"checkout","env":"production","status":"great","score":140,
 		"comparison":"vibes","evaluated_at":"yesterday","candidate_window":{"from":"soon","to":null},"metrics":[{"class":"pass"}]}`,
@@ -95,8 +95,8 @@ func TestDecodeVerdictProblems(t *testing.T) {
 		"evaluated_at":"2026-03-02T14:15:00Z"}`, "deploy_id")
 
 	// The unknown type's reason says what to do.
-	_, err := DecodeSignal([]byte(`{"type":"alert","id":"x"}`))
-	if err == nil || !strings.Contains(err.Error(), "upgrade") || !strings.Contains(err.Error(), `"alert"`) {
+	_, err := DecodeSignal([]byte(`{"type":"forecast","id":"x"}`))
+	if err == nil || !strings.Contains(err.Error(), "upgrade") || !strings.Contains(err.Error(), `"forecast"`) {
 		t.Fatalf("unknown type: %v, want the type named and what to do", err)
 	}
 }
