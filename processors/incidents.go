@@ -62,14 +62,14 @@ func RunIncidents(ctx context.Context, js jetstream.JetStream, pub Publisher, cf
 		return fmt.Errorf("cannot open the JetStream key-value bucket %s_state: %w", cfg.ConsumerName, err)
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, schema.SignalsStream, jetstream.ConsumerConfig{
-		Durable:        cfg.ConsumerName,
-		Description:    "deploywatch: incidents from bad deploys",
-		FilterSubjects: []string{"deploywatch.signals.verdict.>", "deploywatch.signals.alert.>"},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        60 * time.Second,
-		MaxDeliver:     -1,
-		MaxAckPending:  1000,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Durable:       cfg.ConsumerName,
+		Description:   "deploywatch: incidents from bad deploys",
+		FilterSubject: schema.SignalsSubjects, // one filter: NATS before 2.10 takes no more
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       60 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 1000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create the JetStream consumer %s: %w", cfg.ConsumerName, err)
