@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: setup build test bench run clean
 
-## setup: install clickhouse-server (apt) and build bin/deploywatch
+## setup: install clickhouse-server and nats-server (apt) and build bin/deploywatch
 setup:
 	./scripts/setup.sh
 	$(MAKE) build
