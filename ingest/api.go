@@ -38,7 +38,8 @@ type Check func(ctx context.Context) error
 type Config struct {
 	// MaxBodyBytes bounds a request body after decompression; 0 means 10 MiB.
 	MaxBodyBytes int64
-	// APITokens, when any are set, are required as bearer tokens on /api/ routes.
+	// APITokens, when any are set, are required as bearer tokens on /api/
+	// routes and /webhooks/alertmanager.
 	APITokens []string
 	// MaxSamplesPerMessage splits large metric batches into event log messages.
 	MaxSamplesPerMessage int
@@ -53,8 +54,16 @@ type Config struct {
 	// Verdicts, when set, fills in the "verdict" of the deploys the read
 	// routes return; without it every verdict is null.
 	Verdicts VerdictReader
-	Logger   *slog.Logger
-	Metrics  *metrics.Set
+	// Incidents serves GET /api/v1/incidents[/{id}]; without it those routes answer 503.
+	Incidents IncidentReader
+	// Alerts serves the alert, acknowledgement and silence routes; without
+	// it the read routes and acks answer 503.
+	Alerts AlertReader
+	// AlertmanagerEnv is the env of alerts posted to /webhooks/alertmanager
+	// that have neither an env nor an environment label; "" means production.
+	AlertmanagerEnv string
+	Logger          *slog.Logger
+	Metrics         *metrics.Set
 }
 
 // API serves the HTTP routes.
@@ -111,6 +120,15 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "POST /api/v1/metrics", true, a.postMetrics)
 	a.handle(mux, "GET /api/v1/deploys", true, a.listDeploys)
 	a.handle(mux, "GET /api/v1/deploys/{id}", true, a.getDeploy)
+	a.handle(mux, "GET /api/v1/incidents", true, a.listIncidents)
+	a.handle(mux, "GET /api/v1/incidents/{id}", true, a.getIncident)
+	a.handle(mux, "GET /api/v1/alerts", true, a.listAlerts)
+	a.handle(mux, "GET /api/v1/alerts/{alert_id}", true, a.getAlert)
+	a.handle(mux, "POST /api/v1/alerts/{alert_id}/ack", true, a.ackAlert)
+	a.handle(mux, "GET /api/v1/silences", true, a.listSilences)
+	a.handle(mux, "POST /api/v1/silences", true, a.postSilence)
+	// Alertmanager sends the token as http_config.authorization.credentials.
+	a.handle(mux, "POST /webhooks/alertmanager", true, a.postAlertmanager)
 	a.handle(mux, "GET /api/v1/schemas/{name}", false, a.getSchema)
 	a.handle(mux, "GET /healthz", false, a.healthz)
 	a.handle(mux, "GET /readyz", false, a.readyz)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -181,8 +182,14 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	var src io.Reader = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	// A body of known length is read into a buffer of its size at once
+	// rather than one that doubles its way up to it.
+	sizeHint := int64(0)
 	switch r.Header.Get("Content-Encoding") {
 	case "", "identity":
+		if r.ContentLength <= a.cfg.MaxBodyBytes {
+			sizeHint = r.ContentLength
+		}
 	case "gzip":
 		zr, err := gzip.NewReader(src)
 		if err != nil {
@@ -196,7 +203,7 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Encoding must be gzip or none", nil)
 		return nil, false
 	}
-	body, err := io.ReadAll(src)
+	body, err := readAll(src, sizeHint)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge), errors.Is(err, errTooLarge):
@@ -208,6 +215,16 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 	return body, true
+}
+
+// readAll reads src to its end into a buffer for sizeHint bytes (when > 0).
+func readAll(src io.Reader, sizeHint int64) ([]byte, error) {
+	if sizeHint <= 0 {
+		return io.ReadAll(src)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, sizeHint+bytes.MinRead))
+	_, err := buf.ReadFrom(src)
+	return buf.Bytes(), err
 }
 
 func isJSON(contentType string) bool {

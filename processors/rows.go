@@ -139,6 +139,14 @@ func eventEnv(ev schema.Event) string {
 		return e.Env
 	case *schema.Delivery:
 		return e.Env
+	case *schema.Alert:
+		return e.Env
+	case *schema.RollbackSignal:
+		return e.Env
+	case *schema.Silence:
+		return e.Env
+	case *schema.Acknowledgement:
+		return e.Env
 	}
 	return ""
 }

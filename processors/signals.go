@@ -18,6 +18,10 @@ type signalsProjection struct {
 	events     eventRows
 	verdicts   verdictRows
 	deliveries deliveryRows
+	alerts     alertRows
+	rollbacks  rollbackRows
+	silences   silenceRows
+	acks       ackRows
 }
 
 func (p *signalsProjection) add(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
@@ -45,6 +49,14 @@ func (p *signalsProjection) addSignal(ev schema.Event, receivedAt time.Time, bod
 		p.verdicts.add(e, receivedAt, body)
 	case *schema.Delivery:
 		p.deliveries.add(e, receivedAt)
+	case *schema.Alert:
+		p.alerts.add(e, receivedAt, body)
+	case *schema.RollbackSignal:
+		p.rollbacks.add(e, receivedAt, body)
+	case *schema.Silence:
+		p.silences.add(e, receivedAt, body)
+	case *schema.Acknowledgement:
+		p.acks.add(e, receivedAt, body)
 	default:
 		return fmt.Errorf("%s signals are not projected into ClickHouse yet", ev.EventType())
 	}
@@ -66,6 +78,9 @@ func (p *signalsProjection) write(ctx context.Context, insert insertFunc) error 
 		if err := insert(ctx, "webhook_deliveries", deliveryColumns, p.deliveries.columns()); err != nil {
 			return err
 		}
+	}
+	if err := p.writeAlerts(ctx, insert); err != nil {
+		return err
 	}
 	return insert(ctx, "events", eventColumns, p.events.columns())
 }

@@ -187,7 +187,7 @@ func TestSinkLatestVerdictPrefersFinal(t *testing.T) {
 func TestSinkDeadLettersUnknownSignals(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.js.Publish(ctx, "deploywatch.signals.alert.checkout", []byte(`{"type":"alert","id":"a1","service":"checkout"}`)); err != nil {
+	if _, err := e.js.Publish(ctx, "deploywatch.signals.forecast.checkout", []byte(`{"type":"forecast","id":"a1","service":"checkout"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.js.Publish(ctx, "deploywatch.signals.verdict.broken", []byte(`{"type":"verdict","id":"x:verdict:1","service":"broken","env":"production","status":"great","evaluated_at":"2026-03-02T14:15:00Z"}`)); err != nil {
@@ -215,7 +215,7 @@ func TestSinkDeadLettersUnknownSignals(t *testing.T) {
 		t.Fatalf("%d dead letters, want 2", info.State.Msgs)
 	}
 	for seq, want := range map[uint64]struct{ from, reason string }{
-		info.State.FirstSeq:     {"deploywatch.signals.alert.checkout", `"alert", which this version of deploywatch does not know`},
+		info.State.FirstSeq:     {"deploywatch.signals.forecast.checkout", `"forecast", which this version of deploywatch does not know`},
 		info.State.FirstSeq + 1: {"deploywatch.signals.verdict.broken", "status: must be pending, healthy, marginal, bad or inconclusive"},
 	} {
 		raw, err := dl.GetMsg(ctx, seq)

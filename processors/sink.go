@@ -71,19 +71,23 @@ func (c *SinkConfig) defaults() {
 // until ctx is cancelled; then it writes and acks what it holds and returns.
 func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg SinkConfig) error {
 	cfg.defaults()
-	// Two projections per stream: one is written while the other fills.
+	// Projections per stream: one fills while the others are written.
 	streams := []struct {
 		stream string
-		projs  [2]projection
+		proj   func() projection
 	}{
-		{schema.ChangesStream, [2]projection{&changesProjection{}, &changesProjection{}}},
-		{schema.MetricsStream, [2]projection{&metricsProjection{}, &metricsProjection{}}},
-		{schema.SignalsStream, [2]projection{&signalsProjection{}, &signalsProjection{}}},
+		{schema.ChangesStream, func() projection { return &changesProjection{} }},
+		{schema.MetricsStream, func() projection { return &metricsProjection{} }},
+		{schema.SignalsStream, func() projection { return &signalsProjection{} }},
 	}
 	errs := make([]error, len(streams))
 	var wg sync.WaitGroup
 	for i, s := range streams {
-		c, err := newStreamConsumer(ctx, js, ch, s.stream, s.projs, cfg)
+		var projs [writers + 1]projection
+		for j := range projs {
+			projs[j] = s.proj()
+		}
+		c, err := newStreamConsumer(ctx, js, ch, s.stream, projs, cfg)
 		if err != nil {
 			return err
 		}
@@ -98,8 +102,11 @@ func RunSink(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, cfg 
 }
 
 // streamConsumer moves one stream into ClickHouse. It decodes messages into
-// one buffer while the previous buffer is being written: decoding and
-// ClickHouse's insert overlap instead of taking turns.
+// one buffer while the previous one is being written: decoding and
+// ClickHouse's insert overlap instead of taking turns. A buffer is written
+// when it holds FlushRows rows, when its first message is FlushInterval old,
+// or when the stream went quiet for a moment after it took 1,000 rows or
+// more: waiting for the interval then would only delay the rows.
 type streamConsumer struct {
 	stream string
 	cons   jetstream.Consumer
@@ -108,10 +115,13 @@ type streamConsumer struct {
 	cfg    SinkConfig
 	log    *slog.Logger
 
-	filling    *buffer // being decoded into
-	spare      *buffer // free, unless it is being written
-	writing    chan error
-	firstHeld  time.Time
+	filling    *buffer      // being decoded into
+	free       []*buffer    // neither being filled nor being written
+	written    chan written // writes that ended
+	writing    int          // writes under way
+	firstHeld  time.Time    // when the filling buffer took its first message
+	lastTaken  time.Time    // when it took its last one
+	kept       time.Time    // when its messages were last said to be in progress
 	numPending atomic.Uint64
 
 	batchRows   *metrics.Histogram
@@ -127,7 +137,18 @@ type buffer struct {
 	held []jetstream.Msg
 }
 
-func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, stream string, projs [2]projection, cfg SinkConfig) (*streamConsumer, error) {
+// written is a write that ended, and how.
+type written struct {
+	buf *buffer
+	err error
+}
+
+// writers is how many writes of one stream may be under way at once. Two
+// made no difference on two cores (ClickHouse's inserts took twice as long
+// each), and take more memory.
+const writers = 1
+
+func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, stream string, projs [writers + 1]projection, cfg SinkConfig) (*streamConsumer, error) {
 	name := cfg.ConsumerName + "-" + stream
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       name,
@@ -148,7 +169,7 @@ func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPrep
 		js:          js,
 		ch:          ch,
 		filling:     &buffer{proj: projs[0]},
-		spare:       &buffer{proj: projs[1]},
+		written:     make(chan written, len(projs)),
 		cfg:         cfg,
 		log:         cfg.Logger.With("stream", stream),
 		batchRows:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_batch_rows` + label),
@@ -156,6 +177,9 @@ func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPrep
 		writeErrors: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_insert_errors_total` + label),
 		deadLetters: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_dead_letters_total` + label),
 		acked:       cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_acked_messages_total` + label),
+	}
+	for _, p := range projs[1:] {
+		c.free = append(c.free, &buffer{proj: p})
 	}
 	cfg.Metrics.GetOrCreateGauge(`deploywatch_sink_consumer_pending`+label, func() float64 { return float64(c.numPending.Load()) })
 	return c, nil
@@ -167,37 +191,29 @@ func (c *streamConsumer) run(ctx context.Context) error {
 		return fmt.Errorf("cannot consume %s: %w", c.stream, err)
 	}
 	defer iter.Stop()
-	// When a burst of messages is over, waiting for the flush interval only
-	// delays the rows; a buffer of a tenth of FlushRows is worth an insert.
-	idle, idleRows := min(c.cfg.FlushInterval/10, 100*time.Millisecond), max(c.cfg.FlushRows/10, 1)
 	for ctx.Err() == nil {
-		if err := c.written(); err != nil {
-			return err
-		}
-		wait := c.cfg.FlushInterval
-		if len(c.filling.held) > 0 {
-			wait = max(time.Until(c.firstHeld.Add(c.cfg.FlushInterval)), time.Millisecond)
-			if c.filling.proj.rows() >= idleRows {
-				wait = min(wait, idle)
-			}
-		}
-		msg, err := iter.Next(jetstream.NextMaxWait(wait))
-		timedOut := false
+		msg, err := iter.Next(jetstream.NextMaxWait(c.wait()))
 		switch {
 		case err == nil:
 			c.take(ctx, msg)
 		case errors.Is(err, nats.ErrTimeout):
-			timedOut = true
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return errors.Join(fmt.Errorf("the %s consumer stopped: %w", c.stream, err), c.wait(ctx))
+			return errors.Join(fmt.Errorf("the %s consumer stopped: %w", c.stream, err), c.awaitAll())
 		default:
 			c.log.Warn("cannot fetch from JetStream", "err", err)
 		}
-		held := len(c.filling.held) > 0
-		if c.filling.proj.rows() >= c.cfg.FlushRows || (held && time.Since(c.firstHeld) >= c.cfg.FlushInterval) ||
-			(held && timedOut && c.filling.proj.rows() >= idleRows) {
+		if err := c.collect(); err != nil {
+			return errors.Join(err, c.awaitAll())
+		}
+		if c.writing > 0 {
+			c.keep() // a write that takes long may be retrying: keep what this buffer holds
+		}
+		full := c.filling.proj.rows() >= c.cfg.FlushRows
+		if full || (c.due() && len(c.free) > 0) {
+			// A full buffer waits for a write to end; one that is only due
+			// goes on filling meanwhile, and is written after one.
 			if err := c.flush(ctx); err != nil {
-				return err
+				return errors.Join(err, c.awaitAll())
 			}
 		}
 	}
@@ -213,9 +229,45 @@ func (c *streamConsumer) run(ctx context.Context) error {
 	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := c.flush(final); err != nil {
-		return err
+		return errors.Join(err, c.awaitAll())
 	}
-	return c.wait(final)
+	return c.awaitAll()
+}
+
+// idleRows is the least a buffer holds to be written as soon as its stream
+// goes quiet, before the flush interval: ClickHouse asks for inserts of at
+// least 1,000 rows or at most one a second.
+const idleRows = 1000
+
+// quiet is how long without a message makes a stream quiet.
+func (c *streamConsumer) quiet() time.Duration {
+	return min(c.cfg.FlushInterval/10, 100*time.Millisecond)
+}
+
+// due reports whether the buffer should be written now although it is not
+// full: its first row waited FlushInterval, or the stream went quiet after
+// it took idleRows rows.
+func (c *streamConsumer) due() bool {
+	if len(c.filling.held) == 0 {
+		return false
+	}
+	return time.Since(c.firstHeld) >= c.cfg.FlushInterval ||
+		(c.filling.proj.rows() >= min(idleRows, c.cfg.FlushRows) && time.Since(c.lastTaken) >= c.quiet())
+}
+
+// wait is how long to wait for the next message before looking at the buffer again.
+func (c *streamConsumer) wait() time.Duration {
+	if len(c.filling.held) == 0 {
+		return c.cfg.FlushInterval
+	}
+	if len(c.free) == 0 && c.due() {
+		return 5 * time.Millisecond // to write the buffer as soon as a write ends
+	}
+	wait := time.Until(c.firstHeld.Add(c.cfg.FlushInterval))
+	if c.filling.proj.rows() >= min(idleRows, c.cfg.FlushRows) {
+		wait = min(wait, time.Until(c.lastTaken.Add(c.quiet())))
+	}
+	return max(wait, time.Millisecond)
 }
 
 // take decodes a message into the buffer, or dead-letters it when it can never be decoded.
@@ -230,65 +282,91 @@ func (c *streamConsumer) take(ctx context.Context, msg jetstream.Msg) {
 		c.deadLetter(ctx, msg, err.Error())
 		return
 	}
+	c.lastTaken = time.Now()
 	if len(c.filling.held) == 0 {
-		c.firstHeld = time.Now()
+		c.firstHeld, c.kept = c.lastTaken, c.lastTaken
 	}
 	c.filling.held = append(c.filling.held, msg)
 }
 
-// flush hands the filled buffer to a writer and goes on with the spare one.
-// At most one write is under way: flush first waits for the previous one,
-// and returns its error if it failed.
+// flush hands the filled buffer to a writer and goes on with a free one,
+// first waiting for a write to end when all the others are being written.
+// It returns the error of a write that failed.
 func (c *streamConsumer) flush(ctx context.Context) error {
 	if len(c.filling.held) == 0 {
 		return nil
 	}
-	if err := c.wait(ctx); err != nil {
-		return err
+	for len(c.free) == 0 {
+		if err := c.awaitOne(); err != nil {
+			return err
+		}
 	}
 	full := c.filling
-	c.filling, c.spare = c.spare, nil
-	c.writing = make(chan error, 1)
-	go func(done chan<- error) {
+	c.filling, c.free = c.free[len(c.free)-1], c.free[:len(c.free)-1]
+	c.writing++
+	go func() {
 		err := c.write(ctx, full)
-		c.spare = full // read only after receiving from done
-		done <- err
-	}(c.writing)
+		c.written <- written{full, err}
+	}()
 	return nil
 }
 
-// written returns the error of a write that has ended, without waiting: a
-// failed write stops the consumer at once, as a crash would.
-func (c *streamConsumer) written() error {
-	select {
-	case err := <-c.writing: // nil channel when no write is under way
-		c.writing = nil
-		return err
-	default:
-		return nil
+// collect takes in the writes that ended, without waiting, and returns the
+// first error: a failed write stops the consumer at once, as a crash would.
+func (c *streamConsumer) collect() error {
+	for {
+		select {
+		case w := <-c.written:
+			if err := c.done(w); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
 	}
 }
 
-// wait waits for the write under way, if any, and returns its error. While
-// it waits, the messages of the buffer being filled are kept from being
-// redelivered.
-func (c *streamConsumer) wait(ctx context.Context) error {
-	if c.writing == nil {
-		return nil
-	}
-	tick := time.NewTicker(c.cfg.AckWait / 3)
+func (c *streamConsumer) done(w written) error {
+	c.writing--
+	c.free = append(c.free, w.buf)
+	return w.err
+}
+
+// awaitOne waits for a write to end and returns its error. While it waits,
+// the messages of the buffer being filled are kept from being redelivered.
+func (c *streamConsumer) awaitOne() error {
+	tick := time.NewTicker(c.cfg.AckWait / 6)
 	defer tick.Stop()
 	for {
 		select {
-		case err := <-c.writing:
-			c.writing = nil
-			return err
+		case w := <-c.written:
+			return c.done(w)
 		case <-tick.C:
-			for _, m := range c.filling.held {
-				_ = m.InProgress()
-			}
+			c.keep()
 		}
 	}
+}
+
+// awaitAll waits for every write under way and returns their errors.
+func (c *streamConsumer) awaitAll() error {
+	var errs []error
+	for c.writing > 0 {
+		errs = append(errs, c.awaitOne())
+	}
+	return errors.Join(errs...)
+}
+
+// keep keeps JetStream from redelivering the messages of the buffer being
+// filled while a write holds it up, telling it every third of AckWait that
+// they are in progress.
+func (c *streamConsumer) keep() {
+	if time.Since(c.kept) < c.cfg.AckWait/3 {
+		return
+	}
+	for _, m := range c.filling.held {
+		_ = m.InProgress()
+	}
+	c.kept = time.Now()
 }
 
 // write writes a buffer to ClickHouse, retrying with backoff until it

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MetricsBatch is a batch of traffic and latency samples of one service.
@@ -102,23 +103,30 @@ func (b *MetricsBatch) validate(p *problems, prefix string) {
 	// Samples are validated with paths relative to the sample, and the path is
 	// only built for a sample with problems: most batches have none.
 	var scratch problems
+	latest := time.Now().Add(maxClockSkew) // a clock read per sample took a tenth of the time
 	for i := range b.Samples {
 		if p.truncated {
 			return
 		}
 		scratch.list = scratch.list[:0]
-		b.Samples[i].validate(&scratch)
+		b.Samples[i].validate(&scratch, latest)
 		p.addUnder(join(prefix, "samples"), i, &scratch)
 	}
 }
+
+// earliestSure is a time in the year 2000 in every time zone.
+var earliestSure = time.Date(2000, 1, 2, 0, 0, 0, 0, time.UTC)
 
 // maxReportedProblems keeps an error response readable when a large batch is bad throughout.
 const maxReportedProblems = 100
 
 // validate checks the sample; field paths are relative to it ("requests").
-func (s *Sample) validate(p *problems) {
+// A time up to latest is surely not in the future.
+func (s *Sample) validate(p *problems, latest time.Time) {
 	const prefix = ""
-	s.Time.check(p, join(prefix, "time"), true)
+	if t := s.Time; t.invalid != "" || t.Time.Before(earliestSure) || t.Time.After(latest) {
+		s.Time.check(p, join(prefix, "time"), true) // names the problem, if there is one
+	}
 	switch {
 	case s.IntervalS.invalid != "":
 		p.add(join(prefix, "interval_s"), "must be a number of seconds > 0, got "+s.IntervalS.invalid)

@@ -9,12 +9,14 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// Metric batches are deploywatch's hot path: every sample is decoded at the API
-// and again in the sink. encoding/json's reflection (and its re-scan of every
+// Metric batches are deploywatch's hot path: every sample is decoded at the
+// API (the consumers of the event log read the binary encoding of
+// metrics_wire.go). encoding/json's reflection (and its re-scan of every
 // custom MarshalJSON's output) made that path a few times slower than
-// ClickHouse, so batches are decoded by walking a fastjson value and encoded
-// by appending bytes. Walking the value also lets every problem name its exact
-// field, index included.
+// ClickHouse, so batches are decoded in one pass by scanMetricsBatch
+// (metrics_scan.go) when they have the usual shape, else by walking a
+// fastjson value, and encoded by appending bytes. Walking the value lets
+// every problem name its exact field, index included.
 
 var parsers fastjson.ParserPool
 
@@ -22,6 +24,16 @@ var parsers fastjson.ParserPool
 // fields, values of the wrong kind) in p. It reports false when raw is not a
 // JSON object at all.
 func decodeMetricsBatch(raw []byte, b *MetricsBatch, prefix string, p *problems) bool {
+	// Most batches are decoded in one pass; the rest, the invalid ones
+	// among them, by walking a value tree, where every problem is named.
+	if scanMetricsBatch(raw, b) {
+		return true
+	}
+	return decodeMetricsTree(raw, b, prefix, p)
+}
+
+// decodeMetricsTree is decodeMetricsBatch on a fastjson value tree.
+func decodeMetricsTree(raw []byte, b *MetricsBatch, prefix string, p *problems) bool {
 	// fastjson's parser takes what is not JSON (0100, 60., raw control
 	// characters in strings); its validator does not.
 	if err := fastjson.ValidateBytes(raw); err != nil {

@@ -62,7 +62,7 @@ func TestMarkDeploy(t *testing.T) {
 
 // TestHelp: every command answers --help.
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"mark", "--help"}, {"mark", "deploy", "--help"}, {"deploys", "--help"}, {"deploys", "list", "--help"}, {"deploys", "show", "--help"}, {"version", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"mark", "--help"}, {"mark", "deploy", "--help"}, {"deploys", "--help"}, {"deploys", "list", "--help"}, {"deploys", "show", "--help"}, {"alerts", "--help"}, {"alerts", "list", "--help"}, {"silence", "--help"}, {"silence", "list", "--help"}, {"ack", "--help"}, {"rules", "--help"}, {"rules", "check", "--help"}, {"rules", "defaults", "--help"}, {"rollback-agent", "--help"}, {"version", "--help"}} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), args, &out, &errOut)
 		if err == nil || !strings.Contains(errOut.String(), "USAGE") {

@@ -54,7 +54,11 @@ type serveConfig struct {
 	flushInterval time.Duration
 	ackWait       time.Duration
 
-	impact impactFlags
+	impact   impactFlags
+	alerts   alertsFlags
+	delivery deliveryFlags
+
+	alertmanagerEnv string
 
 	// onReady, when set (by tests), is told the API's address once serve accepts requests.
 	onReady func(apiAddr string)
@@ -67,7 +71,8 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.String("config", "", "YAML file with any of these flags as keys (flags and DEPLOYWATCH_* variables win over it)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the HTTP API")
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the embedded NATS' JetStream files and the local ClickHouse's data")
-	fs.StringVar(&c.apiTokens, "api-tokens", "", "comma-separated bearer tokens required on /api/ routes (none: open)")
+	fs.StringVar(&c.apiTokens, "api-tokens", "", "comma-separated bearer tokens required on /api/ routes and /webhooks/alertmanager (none: open)")
+	fs.StringVar(&c.alertmanagerEnv, "alertmanager-env", ingest.DefaultAlertmanagerEnv, "env of the incidents of alerts posted to /webhooks/alertmanager without an env or environment label")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 10<<20, "largest request body accepted, after decompression")
 	fs.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "soft limit in bytes for the Go heap: the garbage collector works harder near it (0: none; GOMEMLIMIT wins when set)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -89,6 +94,8 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.DurationVar(&c.flushInterval, "sink-flush-interval", time.Second, "the sink writes to ClickHouse at the latest this long after a row arrived")
 	fs.DurationVar(&c.ackWait, "sink-ack-wait", 60*time.Second, "how long JetStream waits for the sink's ack before redelivering")
 	c.impact.register(fs)
+	c.alerts.register(fs)
+	c.delivery.register(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "deploywatch serve [flags]",
@@ -112,6 +119,14 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	set := metrics.NewSet()
 	impactCfg, err := loadImpactConfig(c.impact)
+	if err != nil {
+		return err
+	}
+	alertRules, err := loadAlertRules(c.alerts)
+	if err != nil {
+		return err
+	}
+	receivers, err := loadReceivers(c.delivery)
 	if err != nil {
 		return err
 	}
@@ -200,10 +215,23 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			"nats":       pub.Check,
 			"clickhouse": conn.Ping,
 		},
-		Verdicts: store.NewVerdicts(conn),
-		Logger:   log.With("component", "api"),
-		Metrics:  set,
+		Verdicts:        store.NewVerdicts(conn),
+		Incidents:       store.NewIncidents(conn),
+		Alerts:          store.NewAlerts(conn),
+		AlertmanagerEnv: c.alertmanagerEnv,
+		Logger:          log.With("component", "api"),
+		Metrics:         set,
 	}, pub, store.NewDeploys(conn))
+
+	// The alert engine: opened before the impact analysis starts, so that no verdict slips past it.
+	alertsDone, stopAlerts, err := startAlerts(ctx, alertRules, c.alerts, js, pub, log.With("component", "alerts"), set)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
+	deliveryDone, stopDelivery := startDelivery(ctx, receivers, js, pub, log.With("component", "delivery"), set)
+	defer stopDelivery()
+
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on --listen %s: %w", c.listen, err)
@@ -247,6 +275,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	case err := <-impactDone:
 		failure = fmt.Errorf("the impact analysis stopped: %w", err)
 		c.impact.enabled = false
+	case err := <-alertsDone:
+		failure = fmt.Errorf("the alert engine stopped: %w", err)
+	case err := <-deliveryDone:
+		failure = fmt.Errorf("the webhook delivery stopped: %w", err)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -257,6 +289,8 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			log.Error("the impact analysis did not stop cleanly; JetStream redelivers what it did not ack", "err", err)
 		}
 	}
+	stopAlerts()
+	stopDelivery()
 	stopSink()
 	if err := <-sinkDone; err != nil {
 		log.Error("the ClickHouse sink did not stop cleanly; JetStream redelivers what it did not ack", "err", err)
