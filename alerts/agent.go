@@ -263,15 +263,20 @@ func RunAgent(ctx context.Context, js jetstream.JetStream, pub Publisher, cfg Ag
 	}
 	slices.Sort(subjects)
 	subjects = slices.Compact(subjects)
-	cons, err := ensureConsumer(ctx, js, schema.SignalsStream, jetstream.ConsumerConfig{
-		Durable:        AgentConsumerName(cfg.Name),
-		Description:    "deploywatch rollback-agent " + cfg.Name + ": " + strings.Join(cfg.Services, ","),
-		FilterSubjects: subjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  64,
-	}, cfg.Backlog)
+	consCfg := jetstream.ConsumerConfig{
+		Durable:       AgentConsumerName(cfg.Name),
+		Description:   "deploywatch rollback-agent " + cfg.Name + ": " + strings.Join(cfg.Services, ","),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 64,
+	}
+	if len(subjects) == 1 {
+		consCfg.FilterSubject = subjects[0] // one service also works on NATS before 2.10
+	} else {
+		consCfg.FilterSubjects = subjects
+	}
+	cons, err := ensureConsumer(ctx, js, schema.SignalsStream, consCfg, cfg.Backlog)
 	if err != nil {
 		return err
 	}

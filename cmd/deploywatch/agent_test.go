@@ -43,8 +43,25 @@ func (s *syncBuffer) String() string {
 // signal runs the script once, and the rolled_back deploy arrives on the
 // changes stream.
 func TestRollbackAgentCommand(t *testing.T) {
-	srv := testenv.NATS(t)
-	nc := testenv.NATSConn(t, srv)
+	checkAgentRollsBack(t, testenv.NATS(t).ClientURL(), "", "checkout,search")
+}
+
+// TestRollbackAgentWithDebianNATS runs the agent against the distribution's
+// older nats-server, with token auth.
+func TestRollbackAgentWithDebianNATS(t *testing.T) {
+	const token = "agent-nats-token"
+	checkAgentRollsBack(t, testenv.ExternalNATS(t, token), token, "search")
+}
+
+// checkAgentRollsBack runs the agent for services against the NATS at
+// natsURL: a rollback signal for search runs the script once, and the
+// rolled_back deploy arrives on the changes stream.
+func checkAgentRollsBack(t *testing.T, natsURL, token, services string) {
+	nc, err := eventlog.Connect(eventlog.ConnectOptions{URL: natsURL, Token: token, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +81,12 @@ func TestRollbackAgentCommand(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(agentCtx, []string{"rollback-agent", "--nats-url", srv.ClientURL(), "--service", "checkout,search",
-			"--name", "cmd-test", "--command", alerts.ShellQuote(script) + " {{.Service}} {{.Env}} {{.PreviousVersion}} {{.SignalID}}"},
-			&bytes.Buffer{}, &stderr)
+		args := []string{"rollback-agent", "--nats-url", natsURL, "--service", services,
+			"--name", "cmd-test", "--command", alerts.ShellQuote(script) + " {{.Service}} {{.Env}} {{.PreviousVersion}} {{.SignalID}}"}
+		if token != "" {
+			args = append(args, "--nats-token", token)
+		}
+		done <- run(agentCtx, args, &bytes.Buffer{}, &stderr)
 	}()
 	defer func() {
 		stop()
