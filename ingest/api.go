@@ -62,8 +62,12 @@ type Config struct {
 	// AlertmanagerEnv is the env of alerts posted to /webhooks/alertmanager
 	// that have neither an env nor an environment label; "" means production.
 	AlertmanagerEnv string
-	Logger          *slog.Logger
-	Metrics         *metrics.Set
+	// RemoteWrite maps Prometheus remote_write series to samples.
+	RemoteWrite RemoteWriteConfig
+	// Webhooks configures /webhooks/github and /webhooks/gitlab.
+	Webhooks WebhookConfig
+	Logger   *slog.Logger
+	Metrics  *metrics.Set
 }
 
 // API serves the HTTP routes.
@@ -77,6 +81,7 @@ type API struct {
 
 	samplesPerRequest *metrics.Histogram
 	rejected          *metrics.Counter
+	rw                *remoteWriter
 }
 
 // New builds the API. deploys may be nil when no projection is wired (the read
@@ -109,6 +114,7 @@ func New(cfg Config, pub Publisher, deploys DeployReader) *API {
 		tokens:            newTokenSet(cfg.APITokens),
 		samplesPerRequest: cfg.Metrics.GetOrCreateHistogram(`deploywatch_ingest_samples_per_request`),
 		rejected:          cfg.Metrics.GetOrCreateCounter(`deploywatch_ingest_rejected_requests_total`),
+		rw:                newRemoteWriter(cfg.RemoteWrite, cfg.Metrics),
 	}
 }
 
@@ -118,6 +124,7 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "POST /api/v1/events", true, a.postEvents)
 	a.handle(mux, "POST /api/v1/deploys", true, a.postDeploy)
 	a.handle(mux, "POST /api/v1/metrics", true, a.postMetrics)
+	a.handle(mux, "POST /api/v1/write", true, a.postRemoteWrite)
 	a.handle(mux, "GET /api/v1/deploys", true, a.listDeploys)
 	a.handle(mux, "GET /api/v1/deploys/{id}", true, a.getDeploy)
 	a.handle(mux, "GET /api/v1/incidents", true, a.listIncidents)
@@ -129,6 +136,8 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "POST /api/v1/silences", true, a.postSilence)
 	// Alertmanager sends the token as http_config.authorization.credentials.
 	a.handle(mux, "POST /webhooks/alertmanager", true, a.postAlertmanager)
+	a.handle(mux, "POST /webhooks/github", false, a.postGitHubWebhook) // verified by its X-Hub-Signature-256
+	a.handle(mux, "POST /webhooks/gitlab", false, a.postGitLabWebhook) // verified by its X-Gitlab-Token
 	a.handle(mux, "GET /api/v1/schemas/{name}", false, a.getSchema)
 	a.handle(mux, "GET /healthz", false, a.healthz)
 	a.handle(mux, "GET /readyz", false, a.readyz)

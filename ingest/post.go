@@ -79,7 +79,7 @@ func eventID(ev schema.Event) string {
 
 // publish encodes events into event log messages, publishes them all and
 // answers 202 only when every one was acknowledged.
-func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer accepted) {
+func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer any) {
 	msgs, err := a.messages(events)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error(), nil)

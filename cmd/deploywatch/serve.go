@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -60,6 +61,9 @@ type serveConfig struct {
 
 	alertmanagerEnv string
 
+	githubWebhookSecret, gitlabWebhookToken  string
+	webhookServiceMap, githubDeployWorkflows string
+
 	// onReady, when set (by tests), is told the API's address once serve accepts requests.
 	onReady func(apiAddr string)
 }
@@ -73,6 +77,10 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the embedded NATS' JetStream files and the local ClickHouse's data")
 	fs.StringVar(&c.apiTokens, "api-tokens", "", "comma-separated bearer tokens required on /api/ routes and /webhooks/alertmanager (none: open)")
 	fs.StringVar(&c.alertmanagerEnv, "alertmanager-env", ingest.DefaultAlertmanagerEnv, "env of the incidents of alerts posted to /webhooks/alertmanager without an env or environment label")
+	fs.StringVar(&c.githubWebhookSecret, "github-webhook-secret", "", "secret of the GitHub webhook posting to /webhooks/github, which verifies X-Hub-Signature-256 (none: the route answers 503)")
+	fs.StringVar(&c.gitlabWebhookToken, "gitlab-webhook-token", "", "secret token of the GitLab webhook posting to /webhooks/gitlab, compared with X-Gitlab-Token (none: the route answers 503)")
+	fs.StringVar(&c.webhookServiceMap, "webhook-service-map", "", "comma-separated repo=service pairs naming the service of a GitHub repository or GitLab project (owner/name or name; none: the repository's name)")
+	fs.StringVar(&c.githubDeployWorkflows, "github-deploy-workflows", "", "glob of the GitHub Actions workflow names whose completed runs are deploys, e.g. 'Deploy*' (none: workflow runs are not deploys)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 10<<20, "largest request body accepted, after decompression")
 	fs.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "soft limit in bytes for the Go heap: the garbage collector works harder near it (0: none; GOMEMLIMIT wins when set)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -127,6 +135,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	receivers, err := loadReceivers(c.delivery)
+	if err != nil {
+		return err
+	}
+	webhooks, err := webhookConfig(c)
 	if err != nil {
 		return err
 	}
@@ -219,6 +231,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		Incidents:       store.NewIncidents(conn),
 		Alerts:          store.NewAlerts(conn),
 		AlertmanagerEnv: c.alertmanagerEnv,
+		Webhooks:        webhooks,
 		Logger:          log.With("component", "api"),
 		Metrics:         set,
 	}, pub, store.NewDeploys(conn))
@@ -416,4 +429,31 @@ func redactDSN(dsn string) string {
 		return "(unparsable DSN)"
 	}
 	return u.Redacted()
+}
+
+// webhookConfig checks and gathers the settings of /webhooks/github and
+// /webhooks/gitlab, reporting every problem at once.
+func webhookConfig(c serveConfig) (ingest.WebhookConfig, error) {
+	w := ingest.WebhookConfig{
+		GitHubSecret:          c.githubWebhookSecret,
+		GitLabToken:           c.gitlabWebhookToken,
+		GitHubDeployWorkflows: c.githubDeployWorkflows,
+	}
+	var errs []error
+	if _, err := path.Match(w.GitHubDeployWorkflows, ""); err != nil {
+		errs = append(errs, fmt.Errorf("--github-deploy-workflows %q is not a valid glob: %w", w.GitHubDeployWorkflows, err))
+	}
+	for _, pair := range splitList(c.webhookServiceMap) {
+		repo, service, ok := strings.Cut(pair, "=")
+		repo, service = strings.TrimSpace(repo), strings.TrimSpace(service)
+		if !ok || repo == "" || service == "" {
+			errs = append(errs, fmt.Errorf("--webhook-service-map entry %q must be repo=service, e.g. acme/checkout-web=checkout", pair))
+			continue
+		}
+		if w.ServiceMap == nil {
+			w.ServiceMap = map[string]string{}
+		}
+		w.ServiceMap[repo] = service
+	}
+	return w, errors.Join(errs...)
 }

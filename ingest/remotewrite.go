@@ -1,0 +1,397 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"mime"
+	"net/http"
+	"slices"
+	"unsafe"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/deploywatch/deploywatch/schema"
+
+	"github.com/klauspost/compress/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Prometheus remote_write 1.0: a snappy-compressed (block format) protobuf
+// prometheus.WriteRequest. Only the fields deploywatch maps are decoded;
+// metadata, exemplars and native histograms are skipped.
+
+// rwSeries is one prometheus.TimeSeries.
+type rwSeries struct {
+	Labels  []rwLabel
+	Samples []rwSample
+}
+
+type rwLabel struct {
+	Name, Value string
+}
+
+type rwSample struct {
+	Value       float64
+	TimestampMs int64
+}
+
+// errRemoteWriteTooLarge is returned when the declared decoded size of a
+// body exceeds the limit.
+var errRemoteWriteTooLarge = errors.New("remote_write body too large")
+
+// decodeSnappy decodes a snappy block after checking the size it declares
+// against max, so that a small body claiming a huge size allocates nothing.
+func decodeSnappy(dst, src []byte, max int) ([]byte, error) {
+	n, err := snappy.DecodedLen(src)
+	if err != nil {
+		return nil, fmt.Errorf("cannot decode the snappy block: %v", err)
+	}
+	if n > max {
+		return nil, fmt.Errorf("%w: it declares %d decoded bytes, the limit is %d", errRemoteWriteTooLarge, n, max)
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	out, err := snappy.Decode(dst[:n], src)
+	if err != nil {
+		return nil, fmt.Errorf("cannot decode the snappy block: %v", err)
+	}
+	return out, nil
+}
+
+// decodeRemoteWrite decodes the snappy-compressed WriteRequest src, appending
+// its series to series.
+func decodeRemoteWrite(series []rwSeries, src []byte, maxDecoded int) ([]rwSeries, error) {
+	buf, err := decodeSnappy(nil, src, maxDecoded)
+	if err != nil {
+		return series, err
+	}
+	// buf is ours and is never written again.
+	return decodeWriteRequest(series, buf)
+}
+
+// rwDecoder decodes one WriteRequest with few allocations: label strings are
+// substrings of the request's buffer (as VictoriaMetrics does), and the series' labels and
+// samples are sub-slices of two shared arenas.
+type rwDecoder struct {
+	str     string // the request as a string
+	capAll  int    // cap of the request's buffer
+	labels  []rwLabel
+	samples []rwSample
+}
+
+// sub is v, a sub-slice of the request's buffer, as a substring of d.str. A
+// sub-slice that reaches to the end of the buffer's capacity (protowire only
+// slices that way) starts cap(buf)-cap(v) bytes into it.
+func (d *rwDecoder) sub(v []byte) string {
+	off := d.capAll - cap(v)
+	return d.str[off : off+len(v)]
+}
+
+// decodeWriteRequest decodes a protobuf WriteRequest. The series' strings
+// share b's memory: b must not be modified afterwards.
+func decodeWriteRequest(series []rwSeries, b []byte) ([]rwSeries, error) {
+	if len(b) == 0 {
+		return series, nil
+	}
+	d := rwDecoder{str: unsafe.String(&b[0], len(b)), capAll: cap(b)}
+	if n := countSeries(b); cap(series)-len(series) < n {
+		series = slices.Grow(series, n)
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return series, fmt.Errorf("cannot decode the WriteRequest: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			msg, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return series, fmt.Errorf("cannot decode timeseries %d: %w", len(series), protowire.ParseError(n))
+			}
+			b = b[n:]
+			s, err := d.timeSeries(msg)
+			if err != nil {
+				return series, fmt.Errorf("cannot decode timeseries %d: %w", len(series), err)
+			}
+			series = append(series, s)
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return series, fmt.Errorf("cannot decode the WriteRequest: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return series, nil
+}
+
+// countSeries counts the timeseries of a WriteRequest, so that their slice is
+// allocated once; it stops at the first error, which the decoding reports.
+func countSeries(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			return n
+		}
+		b = b[m:]
+		if num == 1 && typ == protowire.BytesType {
+			n++
+		}
+		m = protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return n
+		}
+		b = b[m:]
+	}
+	return n
+}
+
+func (d *rwDecoder) timeSeries(b []byte) (rwSeries, error) {
+	if cap(d.labels)-len(d.labels) < 32 {
+		d.labels = make([]rwLabel, 0, 1024)
+	}
+	if cap(d.samples)-len(d.samples) < 8 {
+		d.samples = make([]rwSample, 0, 256)
+	}
+	l0, s0 := len(d.labels), len(d.samples)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return rwSeries{}, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			msg, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return rwSeries{}, protowire.ParseError(n)
+			}
+			b = b[n:]
+			l, err := d.label(msg)
+			if err != nil {
+				return rwSeries{}, fmt.Errorf("label %d: %w", len(d.labels)-l0, err)
+			}
+			d.labels = append(d.labels, l)
+		case num == 2 && typ == protowire.BytesType:
+			msg, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return rwSeries{}, protowire.ParseError(n)
+			}
+			b = b[n:]
+			smp, err := decodeSample(msg)
+			if err != nil {
+				return rwSeries{}, fmt.Errorf("sample %d: %w", len(d.samples)-s0, err)
+			}
+			d.samples = append(d.samples, smp)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return rwSeries{}, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	// An append above may have moved an arena, copying it: the indices hold.
+	ls, ss := d.labels[l0:], d.samples[s0:]
+	s := rwSeries{Labels: ls[:len(ls):len(ls)], Samples: ss[:len(ss):len(ss)]}
+	if len(s.Labels) == 0 {
+		s.Labels = nil
+	}
+	if len(s.Samples) == 0 {
+		s.Samples = nil
+	}
+	return s, nil
+}
+
+func (d *rwDecoder) label(b []byte) (rwLabel, error) {
+	// The fast path: a name and a value of less than 128 bytes each, in
+	// this order, as Prometheus sends labels.
+	if len(b) >= 4 && b[0] == 0x0a && b[1] > 0 && b[1] < 0x80 {
+		n := int(b[1])
+		if len(b) >= 4+n && b[2+n] == 0x12 && b[3+n] < 0x80 && len(b) == 4+n+int(b[3+n]) {
+			return rwLabel{Name: d.sub(b[2 : 2+n]), Value: d.sub(b[4+n:])}, nil
+		}
+	}
+	var l rwLabel
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return l, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if (num == 1 || num == 2) && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return l, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num == 1 {
+				l.Name = d.sub(v)
+			} else {
+				l.Value = d.sub(v)
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return l, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	if l.Name == "" {
+		return l, errors.New("the label has no name")
+	}
+	return l, nil
+}
+
+func decodeSample(b []byte) (rwSample, error) {
+	var s rwSample
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return s, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return s, protowire.ParseError(n)
+			}
+			b = b[n:]
+			s.Value = math.Float64frombits(v)
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return s, protowire.ParseError(n)
+			}
+			b = b[n:]
+			s.TimestampMs = int64(v)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return s, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	return s, nil
+}
+
+// remoteWriter holds what POST /api/v1/write needs beyond the API's own.
+type remoteWriter struct {
+	mapper  *rwMapper
+	err     error // of an invalid RemoteWriteConfig
+	slots   chan struct{}
+	dropped *metrics.Counter
+	samples *metrics.Counter
+}
+
+func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
+	m, err := newRWMapper(cfg)
+	if err != nil {
+		err = fmt.Errorf("invalid remote_write configuration: %w", err)
+	}
+	return &remoteWriter{
+		mapper:  m,
+		err:     err,
+		slots:   make(chan struct{}, cfg.withDefaults().MaxInflight),
+		dropped: set.GetOrCreateCounter(`deploywatch_remote_write_dropped_samples_total`),
+		samples: set.GetOrCreateCounter(`deploywatch_remote_write_samples_total`),
+	}
+}
+
+// postRemoteWrite serves Prometheus remote_write 1.0. As the spec asks, it
+// answers 400 for what can never be stored (Prometheus drops it), 429 when
+// overloaded and 5xx when the event log cannot take writes (both retried),
+// and 204 once every batch was acknowledged by the event log.
+func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
+	rw := a.rw
+	if rw.err != nil {
+		writeError(w, http.StatusInternalServerError, rw.err.Error(), nil)
+		return
+	}
+	select {
+	case rw.slots <- struct{}{}:
+		defer func() { <-rw.slots }()
+	default:
+		w.Header().Set("Retry-After", a.retryAfter())
+		writeError(w, http.StatusTooManyRequests, "too many remote_write requests at once: retry later", nil)
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-protobuf" {
+		a.rejected.Inc()
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-protobuf (Prometheus remote_write 1.0)", nil)
+		return
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "snappy" {
+		a.rejected.Inc()
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Encoding must be snappy (Prometheus remote_write 1.0)", nil)
+		return
+	}
+	sizeHint := int64(0)
+	if r.ContentLength <= a.cfg.MaxBodyBytes {
+		sizeHint = r.ContentLength
+	}
+	body, err := readAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), sizeHint)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		a.rejected.Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes: lower queue_config.max_samples_per_send", a.cfg.MaxBodyBytes), nil)
+		return
+	case err != nil:
+		a.reject(w, fmt.Errorf("cannot read the body: %v", err))
+		return
+	}
+	series, err := decodeRemoteWrite(nil, body, int(a.cfg.MaxBodyBytes))
+	switch {
+	case errors.Is(err, errRemoteWriteTooLarge):
+		a.rejected.Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error()+": lower queue_config.max_samples_per_send", nil)
+		return
+	case err != nil:
+		a.reject(w, err)
+		return
+	}
+	batches, updates := rw.mapper.mapSeries(series)
+	events := make([]schema.Event, 0, len(batches))
+	samples := 0
+	for i := range batches {
+		b := &batches[i]
+		// The id derives from the request as sent, so a retried request
+		// (which maps the same: the last values are only updated after the
+		// publish) is deduplicated by the event log.
+		b.Normalize(append(slices.Clip(body), "\x00"+b.Service+"\x00"+b.Env...))
+		if err := b.Validate(); err != nil {
+			rw.dropped.Add(len(b.Samples))
+			a.log.Warn("dropping remote_write samples that are not valid deploywatch samples", "service", b.Service, "env", b.Env, "samples", len(b.Samples), "err", err)
+			continue
+		}
+		samples += len(b.Samples)
+		events = append(events, b)
+	}
+	if len(events) > 0 {
+		msgs, err := a.messages(events)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error(), nil)
+			return
+		}
+		if err := a.pub.Publish(r.Context(), msgs); err != nil {
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				return
+			}
+			a.log.Warn("cannot publish to the event log", "route", r.URL.Path, "messages", len(msgs), "err", err)
+			w.Header().Set("Retry-After", a.retryAfter())
+			writeError(w, http.StatusServiceUnavailable, "the event log cannot take writes right now: Prometheus will retry ("+err.Error()+")", nil)
+			return
+		}
+	}
+	rw.mapper.commit(updates)
+	rw.samples.Add(samples)
+	a.samplesPerRequest.Update(float64(samples))
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,361 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/deploywatch/deploywatch/schema"
+)
+
+// Exported for the package's external tests.
+type (
+	RWSeries = rwSeries
+	RWLabel  = rwLabel
+	RWSample = rwSample
+)
+
+// RemoteWriteBody is series as Prometheus sends them: a snappy-compressed
+// protobuf WriteRequest.
+func RemoteWriteBody(series []RWSeries) []byte {
+	return snappy.Encode(nil, appendWriteRequest(nil, series))
+}
+
+// appendWriteRequest encodes a prometheus.WriteRequest by hand.
+func appendWriteRequest(b []byte, series []rwSeries) []byte {
+	var ts, msg []byte
+	for _, s := range series {
+		ts = ts[:0]
+		for _, l := range s.Labels {
+			msg = msg[:0]
+			msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+			msg = protowire.AppendString(msg, l.Name)
+			msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+			msg = protowire.AppendString(msg, l.Value)
+			ts = protowire.AppendTag(ts, 1, protowire.BytesType)
+			ts = protowire.AppendBytes(ts, msg)
+		}
+		for _, smp := range s.Samples {
+			msg = msg[:0]
+			msg = protowire.AppendTag(msg, 1, protowire.Fixed64Type)
+			msg = protowire.AppendFixed64(msg, math.Float64bits(smp.Value))
+			msg = protowire.AppendTag(msg, 2, protowire.VarintType)
+			msg = protowire.AppendVarint(msg, uint64(smp.TimestampMs))
+			ts = protowire.AppendTag(ts, 2, protowire.BytesType)
+			ts = protowire.AppendBytes(ts, msg)
+		}
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, ts)
+	}
+	// Metadata (field 3), which the decoder skips.
+	msg = msg[:0]
+	msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+	msg = protowire.AppendString(msg, "http_requests_total")
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	return protowire.AppendBytes(b, msg)
+}
+
+func labels(pairs ...string) []rwLabel {
+	ls := make([]rwLabel, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		ls = append(ls, rwLabel{Name: pairs[i], Value: pairs[i+1]})
+	}
+	return ls
+}
+
+func TestDecodeRemoteWrite(t *testing.T) {
+	want := []rwSeries{
+		{
+			Labels:  labels("__name__", "http_requests_total", "code", "200", "instance", "10.0.0.7:8080", "job", "checkout", "version", "v1.4.2"),
+			Samples: []rwSample{{Value: 1027, TimestampMs: 1_763_790_000_000}, {Value: 1090, TimestampMs: 1_763_790_015_000}},
+		},
+		{
+			Labels:  labels("__name__", "http_request_duration_seconds_bucket", "job", "checkout", "le", "0.25"),
+			Samples: []rwSample{{Value: 0.5, TimestampMs: 1_763_790_000_000}},
+		},
+	}
+	got, err := decodeRemoteWrite(nil, RemoteWriteBody(want), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+
+	f := func(name string, pb []byte) {
+		t.Helper()
+		if _, err := decodeRemoteWrite(nil, snappy.Encode(nil, pb), 1<<20); err == nil {
+			t.Errorf("%s: decoded without an error", name)
+		}
+	}
+	full := appendWriteRequest(nil, want)
+	f("truncated", full[:len(full)/2])
+	f("bad tag", []byte{0x0a, 0xff})
+	f("label without a name", appendWriteRequest(nil, []rwSeries{{Labels: labels("", "x")}}))
+	if _, err := decodeRemoteWrite(nil, full, 1<<20); err == nil {
+		t.Error("decoded a body that is not snappy-compressed")
+	}
+}
+
+func TestDecodeRemoteWriteRefusesSnappyBomb(t *testing.T) {
+	// A snappy block starts with its decoded length as a varint: this
+	// 12-byte body claims 2 GiB.
+	bomb := protowire.AppendVarint(nil, 2<<30)
+	bomb = append(bomb, 0x00, 'x', 0xfe, 0xff, 0x00) // a literal and a copy
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := decodeRemoteWrite(nil, bomb, 10<<20)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, errRemoteWriteTooLarge) {
+		t.Fatalf("got %v, want errRemoteWriteTooLarge", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("refusing the bomb allocated %d bytes", grew)
+	}
+}
+
+func mapOnce(t *testing.T, m *rwMapper, series []rwSeries) []schema.MetricsBatch {
+	t.Helper()
+	batches, updates := m.mapSeries(series)
+	m.commit(updates)
+	return batches
+}
+
+func counterSeries(code string, tsMs int64, v float64) rwSeries {
+	return rwSeries{
+		Labels:  labels("__name__", "http_requests_total", "code", code, "env", "staging", "instance", "pod-1", "job", "checkout", "version", "v7"),
+		Samples: []rwSample{{Value: v, TimestampMs: tsMs}},
+	}
+}
+
+func TestRemoteWriteCounterDeltasAndReset(t *testing.T) {
+	m, err := newRWMapper(RemoteWriteConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	scrape := func(i int64, ok, failed float64) []schema.MetricsBatch {
+		ts := t0 + i*15_000
+		return mapOnce(t, m, []rwSeries{counterSeries("200", ts, ok), counterSeries("503", ts, failed)})
+	}
+	if got := scrape(0, 1000, 10); len(got) != 0 {
+		t.Fatalf("the first scrape gave %+v, want nothing: it only primes the series", got)
+	}
+	check := func(got []schema.MetricsBatch, i int64, requests, errs uint64) {
+		t.Helper()
+		if len(got) != 1 || len(got[0].Samples) != 1 {
+			t.Fatalf("got %+v, want one batch of one sample", got)
+		}
+		b := got[0]
+		s := b.Samples[0]
+		if b.Service != "checkout" || b.Env != "staging" || s.Version != "v7" || s.Instance != "pod-1" {
+			t.Errorf("service %q env %q version %q instance %q, want checkout staging v7 pod-1", b.Service, b.Env, s.Version, s.Instance)
+		}
+		if !s.Time.Time.Equal(time.UnixMilli(t0+i*15_000)) || s.IntervalS.Value != 15 {
+			t.Errorf("time %v interval %v, want %v and 15 s", s.Time.Time, s.IntervalS.Value, time.UnixMilli(t0+i*15_000))
+		}
+		if s.Requests.Value != requests || s.Errors.Value != errs {
+			t.Errorf("requests %d errors %d, want %d and %d", s.Requests.Value, s.Errors.Value, requests, errs)
+		}
+		b.Normalize(nil)
+		if err := b.Validate(); err != nil {
+			t.Errorf("the batch is invalid: %v", err)
+		}
+	}
+	check(scrape(1, 1150, 12), 1, 152, 2)
+	// The process restarted: both counters start again from zero.
+	check(scrape(2, 40, 1), 2, 41, 1)
+	check(scrape(3, 100, 1), 3, 60, 0)
+
+	// A request that is not committed (its publish failed) maps the same
+	// when it is retried.
+	again := []rwSeries{counterSeries("200", t0+4*15_000, 130), counterSeries("503", t0+4*15_000, 3)}
+	first, _ := m.mapSeries(again)
+	second, _ := m.mapSeries(again)
+	if !reflect.DeepEqual(first, second) {
+		t.Errorf("a retried request mapped to %+v, then %+v", first, second)
+	}
+	check(first, 4, 32, 2)
+}
+
+func TestRemoteWriteHistogram(t *testing.T) {
+	m, err := newRWMapper(RemoteWriteConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	bounds := []string{"0.05", "0.1", "0.25", "1", "+Inf"}
+	scrape := func(i int64, cumulative []float64) []schema.MetricsBatch {
+		var series []rwSeries
+		for j, le := range bounds {
+			series = append(series, rwSeries{
+				Labels:  labels("__name__", "http_request_duration_seconds_bucket", "job", "api", "le", le),
+				Samples: []rwSample{{Value: cumulative[j], TimestampMs: t0 + i*30_000}},
+			})
+		}
+		return mapOnce(t, m, series)
+	}
+	if got := scrape(0, []float64{10, 20, 30, 40, 41}); len(got) != 0 {
+		t.Fatalf("the first scrape gave %+v, want nothing", got)
+	}
+	got := scrape(1, []float64{60, 90, 110, 125, 127})
+	if len(got) != 1 || len(got[0].Samples) != 1 || got[0].Samples[0].LatencyHistogram == nil {
+		t.Fatalf("got %+v, want one sample with a histogram", got)
+	}
+	s := got[0].Samples[0]
+	h := s.LatencyHistogram
+	if want := []float64{50, 100, 250, 1000}; !reflect.DeepEqual(h.BoundsMs, want) {
+		t.Errorf("bounds %v, want %v (ms)", h.BoundsMs, want)
+	}
+	var counts []uint64
+	for _, c := range h.Counts {
+		counts = append(counts, c.Value)
+	}
+	// Deltas 50 70 80 85 86, cumulative: per bucket 50 20 10 5 and 1 above.
+	if want := []uint64{50, 20, 10, 5, 1}; !reflect.DeepEqual(counts, want) {
+		t.Errorf("counts %v, want %v", counts, want)
+	}
+	if got[0].Service != "api" || got[0].Env != "production" || s.Requests.Value != 86 || s.IntervalS.Value != 30 {
+		t.Errorf("service %q env %q requests %d interval %v, want api production 86 30", got[0].Service, got[0].Env, s.Requests.Value, s.IntervalS.Value)
+	}
+}
+
+// BenchmarkRemoteWriteDecode decodes requests as Prometheus sends them by
+// default (2,000 series of one sample each, 8 labels) on one core.
+func BenchmarkRemoteWriteDecode(b *testing.B) {
+	const perRequest = 2000
+	series := make([]rwSeries, perRequest)
+	ts := time.Now().UnixMilli()
+	for i := range series {
+		series[i] = rwSeries{
+			Labels: labels("__name__", "http_requests_total", "code", strconv.Itoa(200+i%5*100), "env", "production",
+				"instance", "10.1."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250)+":8080", "job", "checkout",
+				"method", "GET", "route", "/api/v1/cart/"+strconv.Itoa(i%40), "version", "v2.14."+strconv.Itoa(i%3)),
+			Samples: []rwSample{{Value: float64(1000 + i*7), TimestampMs: ts}},
+		}
+	}
+	body := RemoteWriteBody(series)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var out []rwSeries
+	for b.Loop() {
+		var err error
+		out, err = decodeRemoteWrite(nil, body, 10<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if len(out) != perRequest {
+		b.Fatalf("decoded %d series, want %d", len(out), perRequest)
+	}
+	b.ReportMetric(float64(b.N)*perRequest/b.Elapsed().Seconds(), "samples/s")
+}
+
+func FuzzRemoteWriteDecode(f *testing.F) {
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+	f.Add(RemoteWriteBody([]rwSeries{counterSeries("200", t0, 1), counterSeries("500", t0, 2)}))
+	f.Add(snappy.Encode(nil, []byte{0x0a, 0x02, 0x0a, 0x00}))
+	f.Add(append(protowire.AppendVarint(nil, 2<<30), 0x00, 'x'))
+	m, err := newRWMapper(RemoteWriteConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		series, err := decodeRemoteWrite(nil, body, 1<<20)
+		if err != nil {
+			return
+		}
+		batches, updates := m.mapSeries(series)
+		m.commit(updates)
+		for i := range batches {
+			for _, s := range batches[i].Samples {
+				if s.Errors.Value > s.Requests.Value {
+					t.Fatalf("errors %d above requests %d", s.Errors.Value, s.Requests.Value)
+				}
+			}
+		}
+	})
+}
+
+// blockingPublisher holds every Publish until release is closed.
+type blockingPublisher struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p *blockingPublisher) Publish(ctx context.Context, msgs []schema.Message) error {
+	p.entered <- struct{}{}
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestRemoteWriteOverloaded(t *testing.T) {
+	pub := &blockingPublisher{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	api := New(Config{RemoteWrite: RemoteWriteConfig{MaxInflight: 1}}, pub, nil)
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	post := func(body []byte) (*http.Response, error) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", "snappy")
+		resp, err := srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+	if resp, err := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0, 10)})); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("priming: %v %v", resp, err)
+	}
+	done := make(chan int)
+	go func() {
+		resp, err := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0+15_000, 20)}))
+		if err != nil {
+			done <- 0
+			return
+		}
+		done <- resp.StatusCode
+	}()
+	<-pub.entered // the second request holds the only slot
+	resp, err := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0+30_000, 30)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("status %d, Retry-After %q while overloaded, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(pub.release)
+	if code := <-done; code != http.StatusNoContent {
+		t.Errorf("the held request got %d, want 204", code)
+	}
+	srv.Client().CloseIdleConnections()
+}
+
+func TestRemoteWriteConfigValidate(t *testing.T) {
+	if err := (RemoteWriteConfig{}).Validate(); err != nil {
+		t.Fatalf("the defaults are invalid: %v", err)
+	}
+	err := RemoteWriteConfig{ErrorStatus: "5(", LatencyHistograms: []string{"http_request_duration_seconds"}}.Validate()
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("ErrorStatus")) || !bytes.Contains([]byte(err.Error()), []byte("_bucket")) {
+		t.Fatalf("got %v, want both problems named", err)
+	}
+}

@@ -1,0 +1,371 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deploywatch/deploywatch/schema"
+)
+
+// RemoteWriteConfig says how POST /api/v1/write maps Prometheus series to
+// deploywatch samples. The zero value of a field means its default.
+type RemoteWriteConfig struct {
+	// RequestCounters are the names of the request counters; default
+	// http_requests_total and http_server_requests_total.
+	RequestCounters []string
+	// LatencyHistograms are the names of the histograms' bucket series;
+	// default http_request_duration_seconds_bucket and
+	// http_server_request_duration_seconds_bucket. Bounds of a name ending in
+	// _seconds_bucket are converted to milliseconds.
+	LatencyHistograms []string
+	// StatusLabels name a counter's status code, first found wins; default code, status.
+	StatusLabels []string
+	// ErrorStatus matches the status codes counted as errors; default 5.. (anchored).
+	ErrorStatus string
+	// ServiceLabels name the service, first found wins; default service, job.
+	ServiceLabels []string
+	// EnvLabel, VersionLabel and InstanceLabel default to env, version and instance.
+	EnvLabel, VersionLabel, InstanceLabel string
+	// DefaultEnv is the env of series without an env label; default production.
+	DefaultEnv string
+	// MaxSeries bounds the series whose last value is remembered; default 200000.
+	MaxSeries int
+	// MaxInflight bounds the remote_write requests handled at once; more are
+	// answered 429. Default 16.
+	MaxInflight int
+}
+
+// withDefaults fills in the defaults of unset fields.
+func (c RemoteWriteConfig) withDefaults() RemoteWriteConfig {
+	if len(c.RequestCounters) == 0 {
+		c.RequestCounters = []string{"http_requests_total", "http_server_requests_total"}
+	}
+	if len(c.LatencyHistograms) == 0 {
+		c.LatencyHistograms = []string{"http_request_duration_seconds_bucket", "http_server_request_duration_seconds_bucket"}
+	}
+	if len(c.StatusLabels) == 0 {
+		c.StatusLabels = []string{"code", "status"}
+	}
+	if c.ErrorStatus == "" {
+		c.ErrorStatus = "5.."
+	}
+	if len(c.ServiceLabels) == 0 {
+		c.ServiceLabels = []string{"service", "job"}
+	}
+	if c.EnvLabel == "" {
+		c.EnvLabel = "env"
+	}
+	if c.VersionLabel == "" {
+		c.VersionLabel = "version"
+	}
+	if c.InstanceLabel == "" {
+		c.InstanceLabel = "instance"
+	}
+	if c.DefaultEnv == "" {
+		c.DefaultEnv = "production"
+	}
+	if c.MaxSeries <= 0 {
+		c.MaxSeries = 200_000
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 16
+	}
+	return c
+}
+
+// Validate reports every problem of the configuration at once.
+func (c RemoteWriteConfig) Validate() error {
+	var errs []error
+	c = c.withDefaults()
+	if _, err := regexp.Compile("^(?:" + c.ErrorStatus + ")$"); err != nil {
+		errs = append(errs, fmt.Errorf("remote_write ErrorStatus %q is not a regular expression: %v", c.ErrorStatus, err))
+	}
+	for _, n := range c.LatencyHistograms {
+		if !strings.HasSuffix(n, "_bucket") {
+			errs = append(errs, fmt.Errorf("remote_write LatencyHistograms: %q is not a histogram's bucket series: name the one ending in _bucket", n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rwPoint is the last value seen of one series.
+type rwPoint struct {
+	value float64
+	tsMs  int64
+}
+
+// rwMapper turns remote_write series into samples. Counters become deltas
+// between consecutive samples of a series, so it remembers each series' last
+// value; the first sample of a series only primes it.
+type rwMapper struct {
+	cfg        RemoteWriteConfig
+	errStatus  *regexp.Regexp
+	counters   map[string]bool
+	histograms map[string]bool
+
+	mu   sync.Mutex
+	last map[string]rwPoint
+}
+
+func newRWMapper(cfg RemoteWriteConfig) (*rwMapper, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	re := regexp.MustCompile("^(?:" + cfg.ErrorStatus + ")$")
+	m := &rwMapper{cfg: cfg, errStatus: re, counters: map[string]bool{}, histograms: map[string]bool{}, last: map[string]rwPoint{}}
+	for _, n := range cfg.RequestCounters {
+		m.counters[n] = true
+	}
+	for _, n := range cfg.LatencyHistograms {
+		m.histograms[n] = true
+	}
+	return m, nil
+}
+
+// rwSampleKey identifies one output sample.
+type rwSampleKey struct {
+	service, env, version, instance string
+	tsMs                            int64
+}
+
+type rwAgg struct {
+	requests, errors float64
+	counted          bool
+	intervalMs       int64
+	buckets          map[float64]float64 // bound in ms (+Inf included) -> count delta
+}
+
+// rwUpdates are the series' new last values, applied by commit once the
+// samples they produced were stored, so a retried request maps the same.
+type rwUpdates map[string]rwPoint
+
+// maxIntervalMs is the longest gap between two samples of a series that
+// still gives a delta (schema's limit on interval_s).
+const maxIntervalMs = 86400 * 1000
+
+// mapSeries maps series to metric batches, one per service and env, sorted.
+func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdates) {
+	updates := rwUpdates{}
+	aggs := map[rwSampleKey]*rwAgg{}
+	var key strings.Builder
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range series {
+		s := &series[i]
+		name := labelValue(s.Labels, "__name__")
+		isCounter, isHist := m.counters[name], m.histograms[name]
+		if !isCounter && !isHist || len(s.Samples) == 0 {
+			continue
+		}
+		var le float64
+		if isHist {
+			v, err := parseLe(labelValue(s.Labels, "le"))
+			if err != nil {
+				continue
+			}
+			le = v
+			if strings.HasSuffix(name, "_seconds_bucket") && !math.IsInf(le, 1) {
+				le *= 1000
+			}
+		}
+		isError := false
+		if isCounter {
+			for _, l := range m.cfg.StatusLabels {
+				if v := labelValue(s.Labels, l); v != "" {
+					isError = m.errStatus.MatchString(v)
+					break
+				}
+			}
+		}
+		service := ""
+		for _, l := range m.cfg.ServiceLabels {
+			if service = labelValue(s.Labels, l); service != "" {
+				break
+			}
+		}
+		if service == "" {
+			continue
+		}
+		env := labelValue(s.Labels, m.cfg.EnvLabel)
+		if env == "" {
+			env = m.cfg.DefaultEnv
+		}
+		version := labelValue(s.Labels, m.cfg.VersionLabel)
+		instance := labelValue(s.Labels, m.cfg.InstanceLabel)
+
+		key.Reset()
+		for _, l := range s.Labels {
+			key.WriteString(l.Name)
+			key.WriteByte('=')
+			key.WriteString(l.Value)
+			key.WriteByte(0)
+		}
+		k := key.String()
+		prev, ok := updates[k]
+		if !ok {
+			prev, ok = m.last[k]
+		}
+		for _, smp := range s.Samples {
+			if math.IsNaN(smp.Value) || math.IsInf(smp.Value, 0) || smp.Value < 0 {
+				continue // a stale marker or nonsense
+			}
+			if ok && smp.TimestampMs <= prev.tsMs {
+				continue // out of order or a duplicate
+			}
+			cur := rwPoint{value: smp.Value, tsMs: smp.TimestampMs}
+			if !ok || cur.tsMs-prev.tsMs > maxIntervalMs {
+				prev, ok = cur, true // primes the series
+				continue
+			}
+			delta := cur.value - prev.value
+			if delta < 0 {
+				delta = cur.value // a counter reset
+			}
+			interval := cur.tsMs - prev.tsMs
+			prev = cur
+			sk := rwSampleKey{service, env, version, instance, cur.tsMs}
+			a := aggs[sk]
+			if a == nil {
+				a = &rwAgg{}
+				aggs[sk] = a
+			}
+			a.intervalMs = max(a.intervalMs, interval)
+			if isCounter {
+				a.counted = true
+				a.requests += delta
+				if isError {
+					a.errors += delta
+				}
+			} else {
+				if a.buckets == nil {
+					a.buckets = map[float64]float64{}
+				}
+				a.buckets[le] += delta
+			}
+		}
+		if ok {
+			updates[k] = prev
+		}
+	}
+	return m.batches(aggs), updates
+}
+
+// commit remembers the series' new last values, dropping arbitrary series
+// when more than MaxSeries are remembered.
+func (m *rwMapper) commit(u rwUpdates) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, p := range u {
+		if old, ok := m.last[k]; ok && old.tsMs >= p.tsMs {
+			continue
+		}
+		if _, ok := m.last[k]; !ok && len(m.last) >= m.cfg.MaxSeries {
+			for victim := range m.last {
+				delete(m.last, victim)
+				break
+			}
+		}
+		m.last[k] = p
+	}
+}
+
+func (m *rwMapper) batches(aggs map[rwSampleKey]*rwAgg) []schema.MetricsBatch {
+	keys := make([]rwSampleKey, 0, len(aggs))
+	for k := range aggs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.service != b.service {
+			return a.service < b.service
+		}
+		if a.env != b.env {
+			return a.env < b.env
+		}
+		if a.tsMs != b.tsMs {
+			return a.tsMs < b.tsMs
+		}
+		if a.version != b.version {
+			return a.version < b.version
+		}
+		return a.instance < b.instance
+	})
+	var out []schema.MetricsBatch
+	for _, k := range keys {
+		a := aggs[k]
+		if len(out) == 0 || out[len(out)-1].Service != k.service || out[len(out)-1].Env != k.env {
+			out = append(out, schema.MetricsBatch{Type: schema.TypeMetrics, Service: k.service, Env: k.env})
+		}
+		s := schema.Sample{
+			Time:      schema.At(time.UnixMilli(k.tsMs)),
+			IntervalS: schema.NumberOf(float64(a.intervalMs) / 1000),
+			Version:   k.version,
+			Instance:  k.instance,
+		}
+		if a.buckets != nil {
+			s.LatencyHistogram = histogram(a.buckets)
+		}
+		switch {
+		case a.counted:
+			s.Requests = schema.CountOf(uint64(math.Round(a.requests)))
+			s.Errors = schema.CountOf(min(uint64(math.Round(a.errors)), s.Requests.Value))
+		case a.buckets != nil:
+			// Without a request counter the histogram's count stands in.
+			s.Requests = schema.CountOf(uint64(math.Round(a.buckets[math.Inf(1)])))
+			s.Errors = schema.CountOf(0)
+		}
+		b := &out[len(out)-1]
+		b.Samples = append(b.Samples, s)
+	}
+	return out
+}
+
+// histogram turns cumulative bucket deltas (by upper bound, +Inf included)
+// into deploywatch's per-bucket counts.
+func histogram(buckets map[float64]float64) *schema.LatencyHistogram {
+	bounds := make([]float64, 0, len(buckets))
+	for b := range buckets {
+		if !math.IsInf(b, 1) {
+			bounds = append(bounds, b)
+		}
+	}
+	slices.Sort(bounds)
+	h := &schema.LatencyHistogram{BoundsMs: bounds, Counts: make([]schema.Count, len(bounds)+1)}
+	prev := 0.0
+	for i, b := range bounds {
+		c := buckets[b]
+		h.Counts[i] = schema.CountOf(uint64(math.Round(max(c-prev, 0))))
+		prev = max(prev, c)
+	}
+	inf, ok := buckets[math.Inf(1)]
+	if !ok {
+		inf = prev
+	}
+	h.Counts[len(bounds)] = schema.CountOf(uint64(math.Round(max(inf-prev, 0))))
+	return h
+}
+
+func labelValue(ls []rwLabel, name string) string {
+	for i := range ls {
+		if ls[i].Name == name {
+			return ls[i].Value
+		}
+	}
+	return ""
+}
+
+func parseLe(s string) (float64, error) {
+	if s == "+Inf" {
+		return math.Inf(1), nil
+	}
+	return strconv.ParseFloat(s, 64)
+}

@@ -1,0 +1,237 @@
+package ingest_test
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/deploywatch/deploywatch/ingest"
+	"github.com/deploywatch/deploywatch/schema"
+)
+
+const testGitHubSecret = "It's a Secret to Everybody"
+
+// webhookAnswer is what the webhook routes answer.
+type webhookAnswer struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids"`
+	Reason   string   `json:"reason"`
+}
+
+// githubPayload reads a real GitHub webhook payload from testdata (a copy of
+// GitHub's own examples, see testdata/github-webhooks/LICENSE).
+func githubPayload(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "github-webhooks", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func githubSignature(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// postGitHub posts body as GitHub delivers it, signed with secret.
+func postGitHub(h *harness, event, delivery, secret string, body []byte) response {
+	h.t.Helper()
+	return h.postJSON("/webhooks/github", body,
+		"User-Agent", "GitHub-Hookshot/a8a6f4e",
+		"X-GitHub-Event", event,
+		"X-GitHub-Delivery", delivery,
+		"X-GitHub-Hook-ID", "292430182",
+		"X-Hub-Signature-256", githubSignature(secret, body))
+}
+
+// storedDeploys decodes the deploy changes on the changes stream as the sink
+// does, checking each one's Nats-Msg-Id.
+func storedDeploys(t *testing.T, h *harness) []schema.Deploy {
+	t.Helper()
+	var out []schema.Deploy
+	for _, m := range h.stored(schema.ChangesStream) {
+		ev, err := schema.DecodeEvent(m.Data, "")
+		if err != nil {
+			t.Fatalf("the stored message %s does not decode as the sink decodes it: %v", m.Data, err)
+		}
+		d, ok := ev.(*schema.Deploy)
+		if !ok {
+			t.Fatalf("stored a %T, want deploys only", ev)
+		}
+		if got := m.Header.Get("Nats-Msg-Id"); got != d.EventID() {
+			t.Errorf("Nats-Msg-Id %q, want the event id %q", got, d.EventID())
+		}
+		out = append(out, *d)
+	}
+	return out
+}
+
+func githubSetup(workflows string, services map[string]string) setup {
+	return setup{cfg: ingest.Config{Webhooks: ingest.WebhookConfig{
+		GitHubSecret: testGitHubSecret, GitHubDeployWorkflows: workflows, ServiceMap: services}}}
+}
+
+func at(t testing.TB, s string) schema.Time { return schema.At(mustTime(t, s)) }
+
+func TestGitHubWebhookEveryFixture(t *testing.T) {
+	const sha = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
+	const id = "gh-186853002-145988746"
+	labels := func(ref string) map[string]string {
+		return map[string]string{"source": "github", "repository": "Codertocat/Hello-World", "ref": ref}
+	}
+	f := func(event, file string, want *schema.Deploy, reason string) {
+		t.Helper()
+		h := start(t, githubSetup("test", map[string]string{"octo-org/octo-repo": "octo"}))
+		r := postGitHub(h, event, "72d3162e-cc78-11e3-81ab-4c9367dc0958", testGitHubSecret, githubPayload(t, filepath.Join(event, file)))
+		wantCode(t, r, http.StatusAccepted)
+		var got webhookAnswer
+		r.json(t, &got)
+		stored := storedDeploys(t, h)
+		if want == nil {
+			if got.Accepted != 0 || got.Reason != reason || len(stored) != 0 {
+				t.Fatalf("%s/%s: answer %+v and stored %+v, want nothing stored and reason %q", event, file, got, stored, reason)
+			}
+			return
+		}
+		want.Type = schema.TypeDeploy
+		if got.Accepted != 1 || !slices.Equal(got.IDs, []string{want.ID}) || len(stored) != 1 {
+			t.Fatalf("%s/%s: answer %+v and stored %d deploys, want 1 with id %s", event, file, got, len(stored), want.ID)
+		}
+		if d := stored[0]; !sameDeploy(d, *want) {
+			t.Fatalf("%s/%s: stored\n%+v\nwant\n%+v", event, file, d, *want)
+		}
+	}
+	f("deployment", "payload.json", &schema.Deploy{ID: id, Service: "Hello-World", Env: "production", Version: sha,
+		Status: schema.DeployStarted, StartedAt: at(t, "2019-05-15T15:20:53Z"), Commits: []schema.Commit{{SHA: sha}},
+		Author: "Codertocat", Labels: labels("master")}, "")
+	f("deployment", "gh-pages.payload.json", &schema.Deploy{ID: id, Service: "Hello-World", Env: "github-pages", Version: sha,
+		Status: schema.DeployStarted, StartedAt: at(t, "2022-01-03T01:28:30Z"), Commits: []schema.Commit{{SHA: sha}},
+		Author: "github-pages[bot]", Labels: labels("gh-pages")}, "")
+	f("deployment_status", "payload.json", &schema.Deploy{ID: id, Service: "Hello-World", Env: "production", Version: sha,
+		Status: schema.DeploySucceeded, StartedAt: at(t, "2019-05-15T15:20:53Z"), FinishedAt: at(t, "2019-05-15T15:20:55Z"),
+		Commits: []schema.Commit{{SHA: sha}}, Author: "Codertocat", Labels: labels("master")}, "")
+	f("deployment_status", "gh-pages.payload.json", &schema.Deploy{ID: id, Service: "Hello-World", Env: "github-pages", Version: sha,
+		Status: schema.DeployStarted, StartedAt: at(t, "2022-01-03T01:28:30Z"), Commits: []schema.Commit{{SHA: sha}},
+		Author: "github-pages[bot]", URL: "https://github.com/CorsixTH/CorsixTH/runs/4687056418?check_suite_focus=true", Labels: labels("master")}, "")
+	const head = "3484a3fb816e0859fd6e1cea078d76385ff50625"
+	f("workflow_run", "completed.payload.json", &schema.Deploy{ID: "gha-300029405-289782451-1", Service: "octo", Env: "production", Version: head,
+		Status: schema.DeploySucceeded, StartedAt: at(t, "2020-10-05T16:33:49Z"), FinishedAt: at(t, "2020-10-05T16:33:49Z"),
+		Commits: []schema.Commit{{SHA: head, Time: at(t, "2020-10-05T16:32:07Z"), Author: "Matthias Fax", Message: "build(test): check workflow run event payload"}},
+		Author:  "Codertocat", URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451",
+		Labels: map[string]string{"source": "github", "repository": "octo-org/octo-repo", "ref": "master", "workflow": "test"}}, "")
+	pushReason := "push events are not used: a deploy carries its own commit (the deployment's sha, the workflow run's head commit)"
+	f("push", "payload.json", nil, pushReason)
+	f("push", "with-new-branch.payload.json", nil, pushReason)
+	f("pull_request", "closed.payload.json", nil, "pull_request events are not used: subscribe the webhook to deployment, deployment_status and workflow_run events only")
+	f("release", "published.payload.json", nil, "release events are not used: subscribe the webhook to deployment, deployment_status and workflow_run events only")
+}
+
+func sameDeploy(a, b schema.Deploy) bool {
+	return a.ID == b.ID && a.Type == b.Type && a.Service == b.Service && a.Env == b.Env && a.Version == b.Version &&
+		a.Status == b.Status && a.StartedAt.Equal(b.StartedAt.Time) && a.FinishedAt.Equal(b.FinishedAt.Time) &&
+		slices.EqualFunc(a.Commits, b.Commits, func(x, y schema.Commit) bool {
+			return x.SHA == y.SHA && x.Time.Equal(y.Time.Time) && x.Author == y.Author && x.Message == y.Message
+		}) &&
+		a.Author == b.Author && a.URL == b.URL && maps.Equal(a.Labels, b.Labels)
+}
+
+// A deployment's events share its deploy's id, and GitHub's re-delivery of
+// a delivery stores nothing twice.
+func TestGitHubWebhookLifecycleAndRedelivery(t *testing.T) {
+	h := start(t, githubSetup("", nil))
+	created := githubPayload(t, "deployment/payload.json")
+	succeeded := githubPayload(t, "deployment_status/payload.json")
+	wantCode(t, postGitHub(h, "deployment", "d-1", testGitHubSecret, created), http.StatusAccepted)
+	wantCode(t, postGitHub(h, "deployment_status", "d-2", testGitHubSecret, succeeded), http.StatusAccepted)
+	wantCode(t, postGitHub(h, "deployment_status", "d-2", testGitHubSecret, succeeded), http.StatusAccepted) // "Redeliver"
+	got := storedDeploys(t, h)
+	if len(got) != 2 || got[0].ID != got[1].ID || got[0].Status != schema.DeployStarted || got[1].Status != schema.DeploySucceeded {
+		t.Fatalf("stored %+v, want the deploy started then succeeded, once each", got)
+	}
+	if d := got[1]; d.FinishedAt.Sub(d.StartedAt.Time) != 2*time.Second {
+		t.Fatalf("deploy took %s, want 2s", d.FinishedAt.Sub(d.StartedAt.Time))
+	}
+	// Without a configured workflow pattern a workflow run is no deploy.
+	r := postGitHub(h, "workflow_run", "d-3", testGitHubSecret, githubPayload(t, "workflow_run/completed.payload.json"))
+	wantCode(t, r, http.StatusAccepted)
+	var a webhookAnswer
+	r.json(t, &a)
+	if a.Accepted != 0 || a.Reason == "" {
+		t.Fatalf("answer %+v to a workflow run without --github-deploy-workflows, want a reason", a)
+	}
+}
+
+func TestGitHubWebhookRefusesUnverified(t *testing.T) {
+	body := githubPayload(t, "deployment/payload.json")
+	h := start(t, githubSetup("*", nil))
+	// A forged signature, a signature over other bytes, none at all.
+	wantCode(t, postGitHub(h, "deployment", "d-1", "not the secret", body), http.StatusUnauthorized)
+	wantCode(t, h.postJSON("/webhooks/github", append(body, ' '), "X-GitHub-Event", "deployment", "X-GitHub-Delivery", "d-2",
+		"X-Hub-Signature-256", githubSignature(testGitHubSecret, body)), http.StatusUnauthorized)
+	wantCode(t, h.postJSON("/webhooks/github", body, "X-GitHub-Event", "deployment", "X-GitHub-Delivery", "d-3"), http.StatusUnauthorized)
+	// Signed, but not GitHub's payload.
+	wantCode(t, postGitHub(h, "deployment", "d-4", testGitHubSecret, []byte(`{"action":"created"}`)), http.StatusBadRequest)
+	if n := h.count(schema.ChangesStream); n != 0 {
+		t.Fatalf("stored %d messages from unverified or invalid deliveries, want none", n)
+	}
+
+	// No secret configured: every delivery is refused, saying why.
+	off := start(t, setup{})
+	r := postGitHub(off, "deployment", "d-5", testGitHubSecret, body)
+	wantCode(t, r, http.StatusServiceUnavailable)
+	var e struct {
+		Error string `json:"error"`
+	}
+	r.json(t, &e)
+	if e.Error == "" {
+		t.Fatal("a 503 without the reason")
+	}
+	if n := off.count(schema.ChangesStream); n != 0 {
+		t.Fatalf("stored %d messages without a secret, want none", n)
+	}
+}
+
+// Every deployment status GitHub sends maps to a step of the deploy, or to
+// nothing with a reason; a status that maps to a step already stored (queued
+// after pending, error after failure) is the same event and stored once.
+func TestGitHubWebhookDeploymentStates(t *testing.T) {
+	h := start(t, githubSetup("", nil))
+	payload := githubPayload(t, "deployment_status/payload.json")
+	f := func(state string, want schema.DeployStatus, stored int) {
+		t.Helper()
+		body := bytes.Replace(payload, []byte(`"state": "success"`), []byte(`"state": "`+state+`"`), 1)
+		r := postGitHub(h, "deployment_status", "state-"+state, testGitHubSecret, body)
+		wantCode(t, r, http.StatusAccepted)
+		var a webhookAnswer
+		r.json(t, &a)
+		got := storedDeploys(t, h)
+		if len(got) != stored {
+			t.Fatalf("state %s: %d deploy changes stored, want %d", state, len(got), stored)
+		}
+		if want == "" {
+			if a.Accepted != 0 || a.Reason == "" {
+				t.Fatalf("state %s: answer %+v, want nothing accepted and a reason", state, a)
+			}
+			return
+		}
+		if a.Accepted != 1 || got[len(got)-1].Status != want {
+			t.Fatalf("state %s: answer %+v, stored %+v, want the deploy %s", state, a, got, want)
+		}
+	}
+	f("pending", schema.DeployStarted, 1)
+	f("queued", schema.DeployStarted, 1)
+	f("in_progress", schema.DeployStarted, 1)
+	f("failure", schema.DeployFailed, 2)
+	f("error", schema.DeployFailed, 2)
+	f("inactive", "", 2)
+}
