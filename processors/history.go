@@ -71,9 +71,7 @@ LIMIT ?`, service, env, from.UTC(), to.UTC(), historyLimit)
 			for i, c := range counts {
 				fc[i] = float64(c)
 			}
-			p.P50 = impact.HistogramQuantile(0.50, bounds, fc)
-			p.P95 = impact.HistogramQuantile(0.95, bounds, fc)
-			p.P99 = impact.HistogramQuantile(0.99, bounds, fc)
+			p.SetHistogram(bounds, fc)
 		}
 		out = append(out, p)
 	}

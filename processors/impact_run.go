@@ -261,24 +261,31 @@ func (p *impactProcessor) drain(msgs <-chan tagged) {
 // take applies one message to the analyzer. A message that does not decode
 // is the sink's to dead-letter; here it is only counted and acked.
 func (p *impactProcessor) take(m tagged) {
-	data := m.msg.Data()
-	switch m.stream {
-	case schema.MetricsStream:
-		var b schema.MetricsBatch
-		if err := schema.DecodeMetricsMessage(m.msg.Headers().Get(schema.EncodingHeader), data, &b); err != nil {
-			p.dropped.Inc()
-			break
-		}
-		p.analyzer.Metrics(&b)
-	default:
-		var d schema.Deploy
-		if err := schema.DecodeInto(data, &d, ""); err != nil {
-			p.dropped.Inc()
-			break
-		}
-		p.analyzer.Deploy(&d)
+	if err := feed(p.analyzer, m.stream, m.msg); err != nil {
+		p.dropped.Inc()
 	}
 	p.held = append(p.held, m.msg)
+}
+
+// feed decodes a message of the metrics or changes stream and gives it to
+// the analyzer; other changes than deploys are passed over.
+func feed(a *impact.Analyzer, stream string, msg jetstream.Msg) error {
+	if stream == schema.MetricsStream {
+		var b schema.MetricsBatch
+		if err := schema.DecodeMetricsMessage(msg.Headers().Get(schema.EncodingHeader), msg.Data(), &b); err != nil {
+			return err
+		}
+		a.Metrics(&b)
+		return nil
+	}
+	ev, err := schema.DecodeEvent(msg.Data(), "")
+	if err != nil {
+		return err
+	}
+	if d, ok := ev.(*schema.Deploy); ok {
+		a.Deploy(d)
+	}
+	return nil
 }
 
 // checkpoint advances the analyses, publishes their verdicts, saves their

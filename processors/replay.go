@@ -101,7 +101,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, q Que
 		if err := src.proj.add(msg, meta); err != nil {
 			stats.Skipped++
 		} else {
-			feed(analyzer, src.stream, msg)
+			_ = feed(analyzer, src.stream, msg) // what does not decode was counted as skipped
 			buffered++
 		}
 		if buffered >= cfg.FlushRows || src.proj.rows() >= cfg.FlushRows {
@@ -121,23 +121,6 @@ func Replay(ctx context.Context, js jetstream.JetStream, ch BatchPreparer, q Que
 		cfg.Progress(stats.Messages, total)
 	}
 	return stats, nil
-}
-
-// feed gives a decoded message to the analyzer.
-func feed(a *impact.Analyzer, stream string, msg jetstream.Msg) {
-	switch stream {
-	case schema.MetricsStream:
-		var b schema.MetricsBatch
-		if schema.DecodeMetricsMessage(msg.Headers().Get(schema.EncodingHeader), msg.Data(), &b) == nil {
-			a.Metrics(&b)
-		}
-	case schema.ChangesStream:
-		if ev, err := schema.DecodeEvent(msg.Data(), ""); err == nil {
-			if d, ok := ev.(*schema.Deploy); ok {
-				a.Deploy(d)
-			}
-		}
-	}
 }
 
 // replaySource reads one stream from its first message to the last one it

@@ -13,14 +13,13 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/deploywatch/deploywatch/alerts"
 	"github.com/deploywatch/deploywatch/eventlog"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
 // agentConfig is everything `deploywatch rollback-agent` can be told.
 type agentConfig struct {
-	natsURL, natsUser, natsPassword, natsToken, natsCreds string
-	natsReplicas                                          int
+	nats         natsClientFlags
+	natsReplicas int
 
 	name, services              string
 	command, httpURL            string
@@ -38,11 +37,7 @@ func rollbackAgentCommand(stderr io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("deploywatch rollback-agent", flag.ContinueOnError)
 	var c agentConfig
 	fs.String("config", "", "YAML file with any of these flags as keys (flags and DEPLOYWATCH_* variables win over it)")
-	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "deploywatch's NATS: serve's --nats-listen, or the URLs of the NATS cluster")
-	fs.StringVar(&c.natsUser, "nats-user", "", "user for --nats-url")
-	fs.StringVar(&c.natsPassword, "nats-password", "", "password for --nats-user")
-	fs.StringVar(&c.natsToken, "nats-token", "", "token for --nats-url (serve's --nats-token)")
-	fs.StringVar(&c.natsCreds, "nats-creds", "", "credentials file for --nats-url")
+	c.nats.register(fs, "deploywatch's NATS: serve's --nats-listen, or the URLs of the NATS cluster")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the agent's key-value bucket of run records (3 on a NATS cluster)")
 	fs.StringVar(&c.name, "name", "default", "the agent's name: agents of one name share the signals (one of them acts on each) and the run records")
 	fs.StringVar(&c.services, "service", "", "comma-separated services whose rollback signals this agent acts on (required)")
@@ -139,18 +134,11 @@ func runRollbackAgent(ctx context.Context, c agentConfig, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	nc, err := eventlog.Connect(eventlog.ConnectOptions{
-		URL: c.natsURL, Name: "deploywatch rollback-agent " + c.name, User: c.natsUser, Password: c.natsPassword,
-		Token: c.natsToken, CredsFile: c.natsCreds, Logger: log,
-	})
+	nc, js, err := connectJetStream(c.nats.options("deploywatch rollback-agent "+c.name, log))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("cannot open JetStream: %w", err)
-	}
 	// The rolled back deploys go straight to the changes stream, with the
 	// deploy's event id as Nats-Msg-Id: the agent needs no API token.
 	pub, err := eventlog.NewPublisher(nc, 30*time.Second, cfg.Metrics)

@@ -155,7 +155,7 @@ func TestImpactEndToEnd(t *testing.T) {
 	}
 	var out, errOut strings.Builder
 	err = replay(context.Background(), replayConfig{
-		natsURL: natsSrv.ClientURL(), clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
+		nats: natsClientFlags{url: natsSrv.ClientURL()}, clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
 	}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("replay: %v (%s)", err, errOut.String())
@@ -170,7 +170,7 @@ func TestImpactEndToEnd(t *testing.T) {
 	}
 	// A replay refuses to write over tables that exist.
 	err = replay(context.Background(), replayConfig{
-		natsURL: natsSrv.ClientURL(), clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
+		nats: natsClientFlags{url: natsSrv.ClientURL()}, clickhouseDSN: dsn, intoDatabase: liveDB + "_replay", quiet: true,
 	}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "already has") {
 		t.Errorf("a second replay into the same database: got %v, want a refusal", err)

@@ -8,31 +8,25 @@ import (
 	"io"
 	"time"
 
-	"github.com/deploywatch/deploywatch/eventlog"
 	"github.com/deploywatch/deploywatch/processors"
 	"github.com/deploywatch/deploywatch/schema/chschema"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/schollz/progressbar/v3"
 )
 
 // replayConfig is what `deploywatch replay` can be told.
 type replayConfig struct {
-	natsURL, natsUser, natsPassword, natsToken, natsCreds string
-	clickhouseDSN, intoDatabase                           string
-	impact                                                impactFlags
-	quiet                                                 bool
+	nats                        natsClientFlags
+	clickhouseDSN, intoDatabase string
+	impact                      impactFlags
+	quiet                       bool
 }
 
 func replayCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("deploywatch replay", flag.ContinueOnError)
 	var c replayConfig
 	fs.String("config", "", "YAML file with these flags")
-	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "the NATS holding the event log (serve's embedded one listens on --nats-listen)")
-	fs.StringVar(&c.natsUser, "nats-user", "", "user for --nats-url")
-	fs.StringVar(&c.natsPassword, "nats-password", "", "password for --nats-user")
-	fs.StringVar(&c.natsToken, "nats-token", "", "token for --nats-url")
-	fs.StringVar(&c.natsCreds, "nats-creds", "", "credentials file for --nats-url")
+	c.nats.register(fs, "the NATS holding the event log (serve's embedded one listens on --nats-listen)")
 	fs.StringVar(&c.clickhouseDSN, "clickhouse-dsn", "clickhouse://127.0.0.1:19000/deploywatch", "the ClickHouse server to write to (serve's local one listens on --clickhouse-listen)")
 	fs.StringVar(&c.intoDatabase, "into-database", "", "a new database to replay into, e.g. deploywatch_replay (required; it must not have tables yet)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress bar")
@@ -93,18 +87,11 @@ func replay(ctx context.Context, c replayConfig, stdout, stderr io.Writer) error
 		return err
 	}
 
-	nc, err := eventlog.Connect(eventlog.ConnectOptions{
-		URL: c.natsURL, Name: "deploywatch replay", User: c.natsUser, Password: c.natsPassword,
-		Token: c.natsToken, CredsFile: c.natsCreds, Logger: log,
-	})
+	nc, js, err := connectJetStream(c.nats.options("deploywatch replay", log))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("cannot open JetStream: %w", err)
-	}
 
 	cfg := processors.ReplayConfig{Analyzer: analysis}
 	var bar *progressbar.ProgressBar

@@ -27,7 +27,6 @@ import (
 	"github.com/deploywatch/deploywatch/schema/chschema"
 	"github.com/deploywatch/deploywatch/store"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
@@ -172,7 +171,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		natsURL = srv.ClientURL()
 		log.Info("embedded NATS JetStream started", "url", natsURL, "store", filepath.Join(c.dataDir, "jetstream"))
 	}
-	nc, err := eventlog.Connect(eventlog.ConnectOptions{
+	nc, js, err := connectJetStream(eventlog.ConnectOptions{
 		URL: natsURL, Name: "deploywatch serve", User: c.natsUser, Password: c.natsPassword,
 		Token: c.natsToken, CredsFile: c.natsCreds, Logger: log,
 	})
@@ -180,10 +179,6 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("cannot open JetStream: %w", err)
-	}
 	limits := eventlog.StreamLimits{
 		ChangesMaxAge: c.changesMaxAge, MetricsMaxAge: c.metricsMaxAge, MetricsMaxBytes: c.metricsMaxBytes,
 		DuplicateWindow: eventlog.DefaultStreamLimits().DuplicateWindow, Replicas: c.natsReplicas,

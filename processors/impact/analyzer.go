@@ -170,6 +170,11 @@ func (a *Analyzer) Observe(service, env string, p Point) {
 		a.Late++
 		return
 	}
+	a.add(s, p)
+}
+
+// add keeps p in s and moves the watermarks.
+func (a *Analyzer) add(s *series, p Point) {
 	p.Version = s.interned(p.Version)
 	p.Instance = s.interned(p.Instance)
 	s.insert(p)

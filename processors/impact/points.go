@@ -43,9 +43,7 @@ func PointOf(s *schema.Sample) Point {
 		for i, c := range h.Counts {
 			counts[i] = float64(c.Value)
 		}
-		p.P50 = HistogramQuantile(0.50, h.BoundsMs, counts)
-		p.P95 = HistogramQuantile(0.95, h.BoundsMs, counts)
-		p.P99 = HistogramQuantile(0.99, h.BoundsMs, counts)
+		p.SetHistogram(h.BoundsMs, counts)
 		return p
 	}
 	if q := s.LatencyMs; q != nil {
@@ -60,6 +58,14 @@ func PointOf(s *schema.Sample) Point {
 		}
 	}
 	return p
+}
+
+// SetHistogram sets the point's quantiles from a latency histogram (see
+// HistogramQuantile).
+func (p *Point) SetHistogram(boundsMs, counts []float64) {
+	p.P50 = HistogramQuantile(0.50, boundsMs, counts)
+	p.P95 = HistogramQuantile(0.95, boundsMs, counts)
+	p.P99 = HistogramQuantile(0.99, boundsMs, counts)
 }
 
 // HistogramQuantile estimates the q-quantile of a histogram whose counts[i]

@@ -93,14 +93,6 @@ func (a *Analyzer) Load(service, env string, pts []Point) {
 	}
 	s := a.seriesOf(service, env)
 	for _, p := range pts {
-		p.Version = s.interned(p.Version)
-		p.Instance = s.interned(p.Instance)
-		s.insert(p)
-		if p.Time.After(s.watermark) {
-			s.watermark = p.Time
-		}
-		if p.Time.After(a.watermark) {
-			a.watermark = p.Time
-		}
+		a.add(s, p)
 	}
 }
