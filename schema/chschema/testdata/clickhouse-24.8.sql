@@ -530,3 +530,27 @@ ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(at)
 ORDER BY (service, webhook_id, id)
 ;
+
+-- migration 0008_commits
+-- One row per commit a push carried (GitHub and GitLab push webhooks, or a
+-- push event sent to the API). A deploy of head_sha ships the push's commits,
+-- which gives lead time its commit times when the deploy itself names only
+-- its sha. A redelivered push replaces its copy.
+CREATE TABLE IF NOT EXISTS deploywatch.commits
+(
+    service     LowCardinality(String),
+    repo        String,
+    ref         String,
+    sha         String,
+    commit_time DateTime('UTC'),
+    author      String,
+    message     String,
+    head_sha    String,
+    push_id     String,
+    pushed_at   DateTime('UTC'),
+    inserted_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(commit_time)
+ORDER BY (service, head_sha, sha)
+;
