@@ -2,9 +2,9 @@ GO      ?= go
 BIN     := bin/deploywatch
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: setup build test bench run clean
+.PHONY: setup build test fuzz bench run clean
 
-## setup: install clickhouse-server and nats-server (apt) and build bin/deploywatch
+## setup: install clickhouse-server, nats-server, prometheus and prometheus-alertmanager (apt) and build bin/deploywatch
 setup:
 	./scripts/setup.sh
 	$(MAKE) build
@@ -13,10 +13,21 @@ setup:
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/deploywatch
 
-## test: vet and run every test against real NATS and ClickHouse servers
+## test: vet and run every test against real NATS and ClickHouse servers, then the fuzz targets briefly
 test:
 	$(GO) vet ./...
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+## fuzz: run every fuzz target of every package for FUZZTIME (default 5s); a crasher is kept in the package's testdata/fuzz/
+FUZZTIME ?= 5s
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "fuzz $$dir $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$dir; \
+		done; \
+	done
 
 ## bench: the end-to-end pipeline benchmark against its ClickHouse ceiling
 bench:

@@ -73,6 +73,22 @@ func StreamConfigs(l StreamLimits) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		},
 		{
+			// Outside publishers' events wait here until the inbox processor
+			// validated them: a work queue, so a message is gone once moved
+			// or dead-lettered. When full it refuses new messages, so that a
+			// publisher's PubAck always means the message is kept.
+			Name:        schema.InboxStream,
+			Description: "deploywatch: events published on deploywatch.in.>, waiting to be validated",
+			Subjects:    []string{schema.InboxSubjects},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.WorkQueuePolicy,
+			MaxAge:      inboxMaxAge,
+			MaxBytes:    inboxMaxBytes,
+			Duplicates:  l.DuplicateWindow,
+			Replicas:    replicas,
+			Discard:     jetstream.DiscardNew,
+		},
+		{
 			Name:        schema.DeadLetterStream,
 			Description: "deploywatch: messages that could not be processed, with the reason",
 			Subjects:    []string{schema.DeadLetterSubjects},
@@ -84,6 +100,13 @@ func StreamConfigs(l StreamLimits) []jetstream.StreamConfig {
 		},
 	}
 }
+
+// The inbox holds a week of events or 1 GiB, whichever comes first, while
+// the inbox processor is down.
+const (
+	inboxMaxAge   = 7 * 24 * time.Hour
+	inboxMaxBytes = 1 << 30
+)
 
 // EnsureStreams creates the streams or updates them to the given limits. It is
 // idempotent: every start calls it.

@@ -56,6 +56,8 @@ type Config struct {
 	Verdicts VerdictReader
 	// Incidents serves GET /api/v1/incidents[/{id}]; without it those routes answer 503.
 	Incidents IncidentReader
+	// Dora serves GET /api/v1/dora; without it that route answers 503.
+	Dora DoraReader
 	// Alerts serves the alert, acknowledgement and silence routes; without
 	// it the read routes and acks answer 503.
 	Alerts AlertReader
@@ -129,6 +131,7 @@ func (a *API) Handler() http.Handler {
 	a.handle(mux, "GET /api/v1/deploys/{id}", true, a.getDeploy)
 	a.handle(mux, "GET /api/v1/incidents", true, a.listIncidents)
 	a.handle(mux, "GET /api/v1/incidents/{id}", true, a.getIncident)
+	a.handle(mux, "GET /api/v1/dora", true, a.getDora)
 	a.handle(mux, "GET /api/v1/alerts", true, a.listAlerts)
 	a.handle(mux, "GET /api/v1/alerts/{alert_id}", true, a.getAlert)
 	a.handle(mux, "POST /api/v1/alerts/{alert_id}/ack", true, a.ackAlert)

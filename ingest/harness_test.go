@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,6 +37,10 @@ type harness struct {
 	url  string
 	nats *server.Server
 	js   jetstream.JetStream
+	// pub, parts and metrics are the API's, for remote_write's finisher.
+	pub     *eventlog.Publisher
+	parts   *eventlog.Bucket
+	metrics *metrics.Set
 }
 
 // setup says how to build a harness; the zero value is a plain API.
@@ -49,6 +54,10 @@ type setup struct {
 	// maxPayload, when set, is the nats-server's max_payload instead of
 	// testenv's (that of deploywatch's embedded server, 8 MiB).
 	maxPayload int32
+	// finishDelay is remote_write's finisher's; 0 means 200ms. With
+	// noFinisher, none runs (see harness.startFinisher).
+	finishDelay time.Duration
+	noFinisher  bool
 }
 
 func start(t testing.TB, s setup) *harness {
@@ -75,6 +84,13 @@ func start(t testing.TB, s setup) *harness {
 	if err := eventlog.EnsureStreams(testContext(t), js, eventlog.DefaultStreamLimits()); err != nil {
 		t.Fatal(err)
 	}
+	parts, err := eventlog.OpenBucket(testContext(t), js, eventlog.BucketConfig{Name: "remote_write_parts", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.RemoteWrite.Parts == nil {
+		s.cfg.RemoteWrite.Parts = parts
+	}
 	if s.ackTimeout == 0 {
 		s.ackTimeout = 10 * time.Second
 	}
@@ -93,7 +109,31 @@ func start(t testing.TB, s setup) *harness {
 	api := ingest.New(s.cfg, pub, s.deploys)
 	hs := httptest.NewServer(api.Handler())
 	t.Cleanup(hs.Close)
-	return &harness{t: t, url: hs.URL, nats: srv, js: js}
+	h := &harness{t: t, url: hs.URL, nats: srv, js: js, pub: pub, parts: parts, metrics: s.cfg.Metrics}
+	if !s.noFinisher {
+		h.startFinisher(cmp.Or(s.finishDelay, 200*time.Millisecond))
+	}
+	return h
+}
+
+// startFinisher runs remote_write's finisher until the test ends or stop
+// is called.
+func (h *harness) startFinisher(delay time.Duration) (stop func()) {
+	f := ingest.NewRemoteWriteFinisher(h.parts, h.pub, ingest.RemoteWriteFinisherConfig{FinishDelay: delay, Metrics: h.metrics})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f.Run(ctx); err != nil {
+			h.t.Errorf("the remote_write finisher failed: %v", err)
+		}
+	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	h.t.Cleanup(stop)
+	return stop
 }
 
 func testContext(t testing.TB) context.Context {

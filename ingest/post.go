@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,68 +97,18 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Ev
 }
 
 // messages encodes events for the event log; metric batches are split so that
-// each message stays below NATS' payload limit.
+// each message stays below NATS' payload limit. The NATS inbox encodes with
+// the same function, so a batch gives the same parts by either way in.
 func (a *API) messages(events []schema.Event) ([]schema.Message, error) {
 	msgs := make([]schema.Message, 0, len(events))
 	for _, ev := range events {
-		if b, ok := ev.(*schema.MetricsBatch); ok {
-			parts, err := a.metricsMessages(b)
-			if err != nil {
-				return nil, err
-			}
-			msgs = append(msgs, parts...)
-			continue
-		}
-		m, err := message(ev)
+		parts, err := schema.EncodeMessages(ev, a.cfg.MaxSamplesPerMessage, a.cfg.MaxMessageBytes)
 		if err != nil {
 			return nil, err
 		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, parts...)
 	}
 	return msgs, nil
-}
-
-// metricsMessages splits b into messages of at most MaxSamplesPerMessage
-// samples and MaxMessageBytes bytes, halving the samples per message until
-// every part fits: samples with large histograms take more room. The same
-// batch always gives the same parts with the same ids, so a re-sent batch is
-// deduplicated.
-func (a *API) metricsMessages(b *schema.MetricsBatch) ([]schema.Message, error) {
-	per := a.cfg.MaxSamplesPerMessage
-	for {
-		parts := b.Split(per)
-		msgs := make([]schema.Message, 0, len(parts))
-		fits := true
-		for i := range parts {
-			m, err := message(&parts[i])
-			if err != nil {
-				return nil, err
-			}
-			if len(m.Data) > a.cfg.MaxMessageBytes && per > 1 {
-				fits = false
-				break
-			}
-			msgs = append(msgs, m)
-		}
-		if fits {
-			return msgs, nil
-		}
-		per = (per + 1) / 2
-	}
-}
-
-func message(ev schema.Event) (schema.Message, error) {
-	if b, ok := ev.(*schema.MetricsBatch); ok {
-		// The hot path: every consumer of the metrics stream decodes every
-		// batch, so it travels in the binary encoding, which decodes many
-		// times faster than JSON (the publisher names it in a header).
-		return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: b.AppendBinary(nil)}, nil
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return schema.Message{}, fmt.Errorf("cannot encode %s event %s: %w", ev.EventType(), ev.EventID(), err)
-	}
-	return schema.Message{Subject: schema.Subject(ev), ID: ev.EventID(), Data: data}, nil
 }
 
 // reject answers 400 for invalid input, naming every bad field.

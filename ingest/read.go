@@ -119,7 +119,7 @@ func (a *API) storeError(w http.ResponseWriter, r *http.Request, err error) {
 func (a *API) getSchema(w http.ResponseWriter, r *http.Request) {
 	b, err := fs.ReadFile(schema.JSONSchemas, "jsonschema/"+r.PathValue("name")+".schema.json")
 	if err != nil {
-		writeError(w, http.StatusNotFound, "no JSON Schema named "+strconv.Quote(r.PathValue("name"))+": try deploy, metrics, incident or event", nil)
+		writeError(w, http.StatusNotFound, "no JSON Schema named "+strconv.Quote(r.PathValue("name"))+": try deploy, metrics, incident, push or event", nil)
 		return
 	}
 	w.Header().Set("Content-Type", "application/schema+json")

@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/deploywatch/deploywatch/schema"
 
 	"github.com/klauspost/compress/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -40,6 +39,12 @@ type rwSample struct {
 // body exceeds the limit.
 var errRemoteWriteTooLarge = errors.New("remote_write body too large")
 
+// maxSnappyExpansion bounds how many bytes a snappy block decodes to per
+// byte: no element yields more than 64 bytes out of 3 (a copy with a two-byte
+// offset). A block that declares more is corrupt and is refused before its
+// buffer is allocated, so a small body costs little however much it claims.
+const maxSnappyExpansion = 22
+
 // decodeSnappy decodes a snappy block after checking the size it declares
 // against max, so that a small body claiming a huge size allocates nothing.
 func decodeSnappy(dst, src []byte, max int) ([]byte, error) {
@@ -49,6 +54,9 @@ func decodeSnappy(dst, src []byte, max int) ([]byte, error) {
 	}
 	if n > max {
 		return nil, fmt.Errorf("%w: it declares %d decoded bytes, the limit is %d", errRemoteWriteTooLarge, n, max)
+	}
+	if n > maxSnappyExpansion*len(src) {
+		return nil, fmt.Errorf("cannot decode the snappy block: it declares %d decoded bytes in %d, more than snappy can expand to", n, len(src))
 	}
 	if cap(dst) < n {
 		dst = make([]byte, n)
@@ -196,6 +204,16 @@ func (d *rwDecoder) timeSeries(b []byte) (rwSeries, error) {
 	}
 	// An append above may have moved an arena, copying it: the indices hold.
 	ls, ss := d.labels[l0:], d.samples[s0:]
+	// The spec says a series' labels MUST be sorted by name and unique: a
+	// sender that breaks it may mean two series by one, so it is refused.
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name <= ls[i-1].Name {
+			if ls[i].Name == ls[i-1].Name {
+				return rwSeries{}, fmt.Errorf("label %q appears twice: a series' labels must be unique (remote_write spec)", ls[i].Name)
+			}
+			return rwSeries{}, fmt.Errorf("label %q comes after %q: a series' labels must be sorted by name (remote_write spec)", ls[i].Name, ls[i-1].Name)
+		}
+	}
 	s := rwSeries{Labels: ls[:len(ls):len(ls)], Samples: ss[:len(ss):len(ss)]}
 	if len(s.Labels) == 0 {
 		s.Labels = nil
@@ -283,11 +301,11 @@ func decodeSample(b []byte) (rwSample, error) {
 
 // remoteWriter holds what POST /api/v1/write needs beyond the API's own.
 type remoteWriter struct {
-	mapper  *rwMapper
-	err     error // of an invalid RemoteWriteConfig
-	slots   chan struct{}
-	dropped *metrics.Counter
-	samples *metrics.Counter
+	mapper *rwMapper
+	err    error // of an invalid RemoteWriteConfig
+	parts  RemoteWriteParts
+	slots  chan struct{}
+	stored *metrics.Counter
 }
 
 func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
@@ -296,18 +314,18 @@ func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
 		err = fmt.Errorf("invalid remote_write configuration: %w", err)
 	}
 	return &remoteWriter{
-		mapper:  m,
-		err:     err,
-		slots:   make(chan struct{}, cfg.withDefaults().MaxInflight),
-		dropped: set.GetOrCreateCounter(`deploywatch_remote_write_dropped_samples_total`),
-		samples: set.GetOrCreateCounter(`deploywatch_remote_write_samples_total`),
+		mapper: m,
+		err:    err,
+		parts:  cfg.Parts,
+		slots:  make(chan struct{}, cfg.withDefaults().MaxInflight),
+		stored: set.GetOrCreateCounter(`deploywatch_remote_write_parts_total`),
 	}
 }
 
 // postRemoteWrite serves Prometheus remote_write 1.0. As the spec asks, it
 // answers 400 for what can never be stored (Prometheus drops it), 429 when
 // overloaded and 5xx when the event log cannot take writes (both retried),
-// and 204 once every batch was acknowledged by the event log.
+// and 204 once every part was acknowledged by the event log.
 func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 	rw := a.rw
 	if rw.err != nil {
@@ -357,41 +375,28 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, err)
 		return
 	}
-	batches, updates := rw.mapper.mapSeries(series)
-	events := make([]schema.Event, 0, len(batches))
-	samples := 0
-	for i := range batches {
-		b := &batches[i]
-		// The id derives from the request as sent, so a retried request
-		// (which maps the same: the last values are only updated after the
-		// publish) is deduplicated by the event log.
-		b.Normalize(append(slices.Clip(body), "\x00"+b.Service+"\x00"+b.Env...))
-		if err := b.Validate(); err != nil {
-			rw.dropped.Add(len(b.Samples))
-			a.log.Warn("dropping remote_write samples that are not valid deploywatch samples", "service", b.Service, "env", b.Env, "samples", len(b.Samples), "err", err)
-			continue
-		}
-		samples += len(b.Samples)
-		events = append(events, b)
-	}
-	if len(events) > 0 {
-		msgs, err := a.messages(events)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error(), nil)
+	// The parts wait in the event log's bucket for the rest of their
+	// samples: RemoteWriteFinisher publishes the complete samples.
+	parts, updates := rw.mapper.mapParts(series)
+	if len(parts) > 0 {
+		if rw.parts == nil {
+			writeError(w, http.StatusInternalServerError, "remote_write has no store for its parts: it is not wired (a bug)", nil)
 			return
 		}
-		if err := a.pub.Publish(r.Context(), msgs); err != nil {
+		// A retried request maps to the same parts (the last values are
+		// only updated below), stored under the same keys.
+		if err := storeParts(r.Context(), rw.parts, parts); err != nil {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return
 			}
-			a.log.Warn("cannot publish to the event log", "route", r.URL.Path, "messages", len(msgs), "err", err)
+			a.log.Warn("cannot store remote_write parts in the event log", "route", r.URL.Path, "parts", len(parts), "err", err)
 			w.Header().Set("Retry-After", a.retryAfter())
 			writeError(w, http.StatusServiceUnavailable, "the event log cannot take writes right now: Prometheus will retry ("+err.Error()+")", nil)
 			return
 		}
 	}
 	rw.mapper.commit(updates)
-	rw.samples.Add(samples)
-	a.samplesPerRequest.Update(float64(samples))
+	rw.stored.Add(len(parts))
+	a.samplesPerRequest.Update(float64(len(parts)))
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -9,7 +10,9 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +126,29 @@ func TestDecodeRemoteWriteRefusesSnappyBomb(t *testing.T) {
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 		t.Errorf("refusing the bomb allocated %d bytes", grew)
 	}
+}
+
+// mapSeries maps series as if each request held whole scrapes: every part
+// folded alone into its sample, in batches by service and env.
+func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdates) {
+	parts, updates := m.mapParts(series)
+	keys := make([]rwSampleKey, 0, len(parts))
+	for k := range parts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b rwSampleKey) int {
+		return cmp.Or(strings.Compare(a.service, b.service), strings.Compare(a.env, b.env), cmp.Compare(a.tsMs, b.tsMs),
+			strings.Compare(a.version, b.version), strings.Compare(a.instance, b.instance))
+	})
+	var out []schema.MetricsBatch
+	for _, k := range keys {
+		if len(out) == 0 || out[len(out)-1].Service != k.service || out[len(out)-1].Env != k.env {
+			out = append(out, schema.MetricsBatch{Type: schema.TypeMetrics, Service: k.service, Env: k.env})
+		}
+		b := &out[len(out)-1]
+		b.Samples = append(b.Samples, foldSample(k, []*rwPart{parts[k]}))
+	}
+	return out, updates
 }
 
 func mapOnce(t *testing.T, m *rwMapper, series []rwSeries) []schema.MetricsBatch {
@@ -267,34 +293,63 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 	f.Add(RemoteWriteBody([]rwSeries{counterSeries("200", t0, 1), counterSeries("500", t0, 2)}))
 	f.Add(snappy.Encode(nil, []byte{0x0a, 0x02, 0x0a, 0x00}))
 	f.Add(append(protowire.AppendVarint(nil, 2<<30), 0x00, 'x'))
+	f.Add(append(protowire.AppendVarint(nil, 900<<10), 0x00, 'x'))
+	f.Add(RemoteWriteBody([]rwSeries{{Labels: labels("__name__", "http_requests_total", "job", "a", "code", "200")}}))
 	m, err := newRWMapper(RemoteWriteConfig{})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		series, err := decodeRemoteWrite(nil, body, 1<<20)
+		runtime.ReadMemStats(&after)
+		// A decoded request holds at most some 22 bytes per byte sent
+		// (snappy's largest expansion), and its series little more.
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 200*uint64(len(body))+256<<10 {
+			t.Fatalf("decoding %d bytes allocated %d", len(body), grew)
+		}
 		if err != nil {
 			return
+		}
+		// Decoding is exact: the series encode back to a request that
+		// decodes to the same series.
+		again, err := decodeWriteRequest(nil, appendWriteRequest(nil, series))
+		if err != nil {
+			t.Fatalf("decoded series do not decode again: %v", err)
+		}
+		if len(again) != len(series) || (len(series) > 0 && !reflect.DeepEqual(again, series)) {
+			t.Fatalf("decoded %+v, then %+v", series, again)
 		}
 		batches, updates := m.mapSeries(series)
 		m.commit(updates)
 		for i := range batches {
-			for _, s := range batches[i].Samples {
+			b := &batches[i]
+			for _, s := range b.Samples {
 				if s.Errors.Value > s.Requests.Value {
 					t.Fatalf("errors %d above requests %d", s.Errors.Value, s.Requests.Value)
 				}
+			}
+			// What the route would publish decodes as the sink decodes it.
+			b.Normalize(body)
+			if b.Validate() != nil {
+				continue
+			}
+			var got schema.MetricsBatch
+			if err := schema.DecodeMetricsMessage(schema.MetricsBinaryEncoding, b.AppendBinary(nil), &got); err != nil {
+				t.Fatalf("a mapped batch the sink refuses: %v", err)
 			}
 		}
 	})
 }
 
-// blockingPublisher holds every Publish until release is closed.
-type blockingPublisher struct {
+// blockingParts holds every Put until release is closed.
+type blockingParts struct {
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (p *blockingPublisher) Publish(ctx context.Context, msgs []schema.Message) error {
+func (p *blockingParts) Put(ctx context.Context, key string, value []byte) error {
 	p.entered <- struct{}{}
 	select {
 	case <-p.release:
@@ -305,8 +360,8 @@ func (p *blockingPublisher) Publish(ctx context.Context, msgs []schema.Message) 
 }
 
 func TestRemoteWriteOverloaded(t *testing.T) {
-	pub := &blockingPublisher{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	api := New(Config{RemoteWrite: RemoteWriteConfig{MaxInflight: 1}}, pub, nil)
+	parts := &blockingParts{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	api := New(Config{RemoteWrite: RemoteWriteConfig{MaxInflight: 1, Parts: parts}}, nil, nil)
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
 	post := func(body []byte) (*http.Response, error) {
@@ -335,7 +390,7 @@ func TestRemoteWriteOverloaded(t *testing.T) {
 		}
 		done <- resp.StatusCode
 	}()
-	<-pub.entered // the second request holds the only slot
+	<-parts.entered // the second request holds the only slot
 	resp, err := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0+30_000, 30)}))
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +398,7 @@ func TestRemoteWriteOverloaded(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("status %d, Retry-After %q while overloaded, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	close(pub.release)
+	close(parts.release)
 	if code := <-done; code != http.StatusNoContent {
 		t.Errorf("the held request got %d, want 204", code)
 	}

@@ -3,10 +3,10 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +41,9 @@ type RemoteWriteConfig struct {
 	// MaxInflight bounds the remote_write requests handled at once; more are
 	// answered 429. Default 16.
 	MaxInflight int
+	// Parts stores what each request gives to each sample until
+	// RemoteWriteFinisher folds them; required to take samples.
+	Parts RemoteWriteParts
 }
 
 // withDefaults fills in the defaults of unset fields.
@@ -144,6 +147,25 @@ type rwAgg struct {
 	buckets          map[float64]float64 // bound in ms (+Inf included) -> count delta
 }
 
+// rwContrib is what one series gives to one sample: a counter's increase,
+// or a histogram bucket's.
+type rwContrib struct {
+	series     uint64 // hash of the series' labels
+	hist       bool
+	isError    bool
+	le         float64 // the bucket's bound in ms
+	delta      float64
+	intervalMs int64
+}
+
+// rwPart is what one request gives to one sample. Prometheus splits a
+// scrape's series over several requests, so a sample is only complete once
+// every part arrived: see rwFinisher.
+type rwPart struct {
+	key      rwSampleKey
+	contribs []rwContrib
+}
+
 // rwUpdates are the series' new last values, applied by commit once the
 // samples they produced were stored, so a retried request maps the same.
 type rwUpdates map[string]rwPoint
@@ -152,10 +174,10 @@ type rwUpdates map[string]rwPoint
 // still gives a delta (schema's limit on interval_s).
 const maxIntervalMs = 86400 * 1000
 
-// mapSeries maps series to metric batches, one per service and env, sorted.
-func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdates) {
+// mapParts maps series to the parts they give to samples.
+func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdates) {
 	updates := rwUpdates{}
-	aggs := map[rwSampleKey]*rwAgg{}
+	parts := map[rwSampleKey]*rwPart{}
 	var key strings.Builder
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -214,6 +236,7 @@ func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdate
 		if !ok {
 			prev, ok = m.last[k]
 		}
+		var seriesHash uint64
 		for _, smp := range s.Samples {
 			if math.IsNaN(smp.Value) || math.IsInf(smp.Value, 0) || smp.Value < 0 {
 				continue // a stale marker or nonsense
@@ -233,30 +256,23 @@ func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdate
 			interval := cur.tsMs - prev.tsMs
 			prev = cur
 			sk := rwSampleKey{service, env, version, instance, cur.tsMs}
-			a := aggs[sk]
-			if a == nil {
-				a = &rwAgg{}
-				aggs[sk] = a
+			p := parts[sk]
+			if p == nil {
+				p = &rwPart{key: sk}
+				parts[sk] = p
 			}
-			a.intervalMs = max(a.intervalMs, interval)
-			if isCounter {
-				a.counted = true
-				a.requests += delta
-				if isError {
-					a.errors += delta
-				}
-			} else {
-				if a.buckets == nil {
-					a.buckets = map[float64]float64{}
-				}
-				a.buckets[le] += delta
+			if seriesHash == 0 {
+				h := fnv.New64a()
+				h.Write([]byte(k))
+				seriesHash = h.Sum64()
 			}
+			p.contribs = append(p.contribs, rwContrib{series: seriesHash, hist: isHist, isError: isError, le: le, delta: delta, intervalMs: interval})
 		}
 		if ok {
 			updates[k] = prev
 		}
 	}
-	return m.batches(aggs), updates
+	return parts, updates
 }
 
 // commit remembers the series' new last values, dropping arbitrary series
@@ -278,55 +294,53 @@ func (m *rwMapper) commit(u rwUpdates) {
 	}
 }
 
-func (m *rwMapper) batches(aggs map[rwSampleKey]*rwAgg) []schema.MetricsBatch {
-	keys := make([]rwSampleKey, 0, len(aggs))
-	for k := range aggs {
-		keys = append(keys, k)
+// foldSample folds the parts of one sample into the sample: requests and
+// errors summed over the counter series, histogram buckets summed per bound,
+// the longest interval. A series found in several parts (a request that was
+// stored twice) counts once, so folding is idempotent.
+func foldSample(k rwSampleKey, parts []*rwPart) schema.Sample {
+	var a rwAgg
+	seen := map[uint64]bool{}
+	for _, p := range parts {
+		for _, c := range p.contribs {
+			if seen[c.series] {
+				continue
+			}
+			seen[c.series] = true
+			a.intervalMs = max(a.intervalMs, c.intervalMs)
+			if c.hist {
+				if a.buckets == nil {
+					a.buckets = map[float64]float64{}
+				}
+				a.buckets[c.le] += c.delta
+				continue
+			}
+			a.counted = true
+			a.requests += c.delta
+			if c.isError {
+				a.errors += c.delta
+			}
+		}
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		if a.service != b.service {
-			return a.service < b.service
-		}
-		if a.env != b.env {
-			return a.env < b.env
-		}
-		if a.tsMs != b.tsMs {
-			return a.tsMs < b.tsMs
-		}
-		if a.version != b.version {
-			return a.version < b.version
-		}
-		return a.instance < b.instance
-	})
-	var out []schema.MetricsBatch
-	for _, k := range keys {
-		a := aggs[k]
-		if len(out) == 0 || out[len(out)-1].Service != k.service || out[len(out)-1].Env != k.env {
-			out = append(out, schema.MetricsBatch{Type: schema.TypeMetrics, Service: k.service, Env: k.env})
-		}
-		s := schema.Sample{
-			Time:      schema.At(time.UnixMilli(k.tsMs)),
-			IntervalS: schema.NumberOf(float64(a.intervalMs) / 1000),
-			Version:   k.version,
-			Instance:  k.instance,
-		}
-		if a.buckets != nil {
-			s.LatencyHistogram = histogram(a.buckets)
-		}
-		switch {
-		case a.counted:
-			s.Requests = schema.CountOf(uint64(math.Round(a.requests)))
-			s.Errors = schema.CountOf(min(uint64(math.Round(a.errors)), s.Requests.Value))
-		case a.buckets != nil:
-			// Without a request counter the histogram's count stands in.
-			s.Requests = schema.CountOf(uint64(math.Round(a.buckets[math.Inf(1)])))
-			s.Errors = schema.CountOf(0)
-		}
-		b := &out[len(out)-1]
-		b.Samples = append(b.Samples, s)
+	s := schema.Sample{
+		Time:      schema.At(time.UnixMilli(k.tsMs)),
+		IntervalS: schema.NumberOf(float64(a.intervalMs) / 1000),
+		Version:   k.version,
+		Instance:  k.instance,
 	}
-	return out
+	if a.buckets != nil {
+		s.LatencyHistogram = histogram(a.buckets)
+	}
+	switch {
+	case a.counted:
+		s.Requests = schema.CountOf(uint64(math.Round(a.requests)))
+		s.Errors = schema.CountOf(min(uint64(math.Round(a.errors)), s.Requests.Value))
+	case a.buckets != nil:
+		// Without a request counter the histogram's count stands in.
+		s.Requests = schema.CountOf(uint64(math.Round(a.buckets[math.Inf(1)])))
+		s.Errors = schema.CountOf(0)
+	}
+	return s
 }
 
 // histogram turns cumulative bucket deltas (by upper bound, +Inf included)

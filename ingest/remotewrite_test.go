@@ -2,14 +2,21 @@ package ingest_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/deploywatch/deploywatch/eventlog"
 	"github.com/deploywatch/deploywatch/ingest"
+	"github.com/deploywatch/deploywatch/internal/testenv"
 	"github.com/deploywatch/deploywatch/schema"
+	"github.com/klauspost/compress/snappy"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -27,7 +34,9 @@ func scrape(ts time.Time, n int) []ingest.RWSeries {
 		}
 		series = append(series, counter("200", float64(5000+n*(300+p*10))), counter("500", float64(20+n*(3+p))))
 		for i, le := range []string{"0.05", "0.25", "1", "+Inf"} {
-			ls := append([]ingest.RWLabel{{Name: "__name__", Value: "http_request_duration_seconds_bucket"}, {Name: "le", Value: le}}, base...)
+			// Sorted by name, as Prometheus sends them.
+			ls := append([]ingest.RWLabel{{Name: "__name__", Value: "http_request_duration_seconds_bucket"}}, base[:3]...)
+			ls = append(ls, ingest.RWLabel{Name: "le", Value: le}, base[3])
 			v := float64((i + 1) * 1000 * (n + 1))
 			series = append(series, ingest.RWSeries{Labels: ls, Samples: []ingest.RWSample{{Value: v, TimestampMs: ms}}})
 		}
@@ -60,6 +69,17 @@ func storedSamples(t *testing.T, h *harness) map[string]schema.Sample {
 	return got
 }
 
+// waitSamples waits until the finisher published n samples, then returns
+// them by instance.
+func waitSamples(t *testing.T, h *harness, n int) map[string]schema.Sample {
+	t.Helper()
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		got := h.count(schema.MetricsStream)
+		return got >= uint64(n), fmt.Sprintf("%d messages on %s, want %d", got, schema.MetricsStream, n)
+	})
+	return storedSamples(t, h)
+}
+
 func TestRemoteWriteIsStoredAsSamples(t *testing.T) {
 	h := start(t, setup{})
 	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
@@ -70,7 +90,12 @@ func TestRemoteWriteIsStoredAsSamples(t *testing.T) {
 	t1 := t0.Add(15 * time.Second)
 	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t1, 1))), http.StatusNoContent)
 
-	got := storedSamples(t, h)
+	checkScrapeSamples(t, waitSamples(t, h, 2), t1)
+}
+
+// checkScrapeSamples checks the samples of scrape(t1, 1) after scrape(t0, 0).
+func checkScrapeSamples(t *testing.T, got map[string]schema.Sample, t1 time.Time) {
+	t.Helper()
 	if len(got) != 2 {
 		t.Fatalf("stored samples of %d instances, want 2: %+v", len(got), got)
 	}
@@ -100,14 +125,20 @@ func TestRemoteWriteIsStoredAsSamples(t *testing.T) {
 
 func TestRemoteWriteBadInput(t *testing.T) {
 	h := start(t, setup{})
+	// f posts body and wants code; headers are Content-Type and
+	// Content-Encoding, or (one value) what the answer must say.
 	f := func(name string, body []byte, code int, headers ...string) {
 		t.Helper()
+		var says string
+		if len(headers) == 1 {
+			says, headers = headers[0], nil
+		}
 		if headers == nil {
 			headers = []string{"Content-Type", "application/x-protobuf", "Content-Encoding", "snappy"}
 		}
 		r := h.do(http.MethodPost, "/api/v1/write", bytes.NewReader(body), headers...)
-		if r.code != code {
-			t.Errorf("%s: status %d, want %d; body: %s", name, r.code, code, r.body)
+		if r.code != code || !strings.Contains(string(r.body), says) {
+			t.Errorf("%s: status %d, want %d saying %q; body: %s", name, r.code, code, says, r.body)
 		}
 	}
 	valid := ingest.RemoteWriteBody(scrape(time.Now().Add(-time.Minute), 0))
@@ -117,6 +148,23 @@ func TestRemoteWriteBadInput(t *testing.T) {
 	f("not snappy", []byte("\x0anot snappy"), http.StatusBadRequest)
 	f("truncated body", valid[:len(valid)-9], http.StatusBadRequest)
 	f("JSON", []byte(`{"samples":[]}`), http.StatusUnsupportedMediaType, "Content-Type", "application/json")
+	// A few bytes claiming 5 MiB, within the limit: more than snappy can
+	// expand them to, so refused as corrupt before anything is allocated.
+	f("snappy bomb within the limit", append(protowire.AppendVarint(nil, 5<<20), 0x00, 'x'), http.StatusBadRequest)
+	pb, err := snappy.Decode(nil, valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f("truncated protobuf", snappy.Encode(nil, pb[:len(pb)-3]), http.StatusBadRequest)
+	// The spec: a series' labels MUST be sorted by name and unique.
+	series := scrape(time.Now().Add(-time.Minute), 0)
+	unsorted := slices.Clone(series)
+	unsorted[1].Labels = slices.Clone(unsorted[1].Labels)
+	unsorted[1].Labels[1], unsorted[1].Labels[2] = unsorted[1].Labels[2], unsorted[1].Labels[1]
+	f("unsorted labels", ingest.RemoteWriteBody(unsorted), http.StatusBadRequest, "sorted")
+	duplicate := slices.Clone(series)
+	duplicate[0].Labels = append(slices.Clone(duplicate[0].Labels), duplicate[0].Labels[len(duplicate[0].Labels)-1])
+	f("duplicate labels", ingest.RemoteWriteBody(duplicate), http.StatusBadRequest, "twice")
 	f("no snappy", valid, http.StatusUnsupportedMediaType, "Content-Type", "application/x-protobuf")
 	if n := h.count(schema.MetricsStream); n != 0 {
 		t.Fatalf("%d messages stored from bad input, want none", n)
@@ -124,11 +172,11 @@ func TestRemoteWriteBadInput(t *testing.T) {
 }
 
 func TestRemoteWriteEventLogUnavailable(t *testing.T) {
-	h := start(t, setup{cfg: ingest.Config{RetryAfter: time.Second}})
+	h := start(t, setup{cfg: ingest.Config{RetryAfter: time.Second}, noFinisher: true})
 	ctx := testContext(t)
 	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
 	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0, 0))), http.StatusNoContent)
-	if err := h.js.DeleteStream(ctx, schema.MetricsStream); err != nil {
+	if err := h.js.DeleteKeyValue(ctx, "remote_write_parts"); err != nil {
 		t.Fatal(err)
 	}
 	second := ingest.RemoteWriteBody(scrape(t0.Add(15*time.Second), 1))
@@ -136,11 +184,136 @@ func TestRemoteWriteEventLogUnavailable(t *testing.T) {
 
 	// Prometheus retries the same request once the event log is back: the
 	// failed attempt did not move the series on, so it maps the same.
-	if err := eventlog.EnsureStreams(ctx, h.js, eventlog.DefaultStreamLimits()); err != nil {
+	if _, err := eventlog.OpenBucket(ctx, h.js, eventlog.BucketConfig{Name: "remote_write_parts", MaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, h.remoteWrite(second), http.StatusNoContent)
-	if s := storedSamples(t, h)["10.4.0.12:8080"]; s.Requests.Value != 303 {
+
+	// The finisher, when the metrics stream cannot take its samples, keeps
+	// the parts and publishes them once it can.
+	if err := h.js.DeleteStream(ctx, schema.MetricsStream); err != nil {
+		t.Fatal(err)
+	}
+	h.startFinisher(100 * time.Millisecond)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		failed := h.metrics.GetOrCreateCounter(`deploywatch_remote_write_finish_errors_total`).Get()
+		return failed > 0, "the finisher has not tried to publish yet"
+	})
+	if err := eventlog.EnsureStreams(ctx, h.js, eventlog.DefaultStreamLimits()); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitSamples(t, h, 2)["10.4.0.12:8080"]; s.Requests.Value != 303 {
 		t.Errorf("requests %d after the retry, want 303", s.Requests.Value)
+	}
+}
+
+// partsLeft is how many parts wait in the bucket.
+func (h *harness) partsLeft() int {
+	h.t.Helper()
+	kv, err := h.js.KeyValue(testContext(h.t), "remote_write_parts")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	keys, err := kv.Keys(testContext(h.t))
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return 0
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func (h *harness) pendingSamples() float64 {
+	return h.metrics.GetOrCreateGauge(`deploywatch_remote_write_pending_samples`, nil).Get()
+}
+
+// splitScrape is scrape(ts, n) in three requests, as Prometheus sends it
+// with a small queue_config.max_samples_per_send: the second pod's +Inf
+// bucket and two of its buckets come alone.
+func splitScrape(ts time.Time, n int) [][]byte {
+	s := scrape(ts, n)
+	return [][]byte{ingest.RemoteWriteBody(s[:4]), ingest.RemoteWriteBody(s[4:9]), ingest.RemoteWriteBody(s[9:])}
+}
+
+func TestRemoteWriteSplitScrapeIsOneSample(t *testing.T) {
+	h := start(t, setup{finishDelay: 500 * time.Millisecond})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for _, body := range splitScrape(t0, 0) {
+		wantCode(t, h.remoteWrite(body), http.StatusNoContent)
+	}
+	t1 := t0.Add(15 * time.Second)
+	parts := splitScrape(t1, 1)
+	for _, i := range []int{2, 0, 1} {
+		wantCode(t, h.remoteWrite(parts[i]), http.StatusNoContent)
+	}
+	checkScrapeSamples(t, waitSamples(t, h, 2), t1)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		left, pending := h.partsLeft(), h.pendingSamples()
+		return left == 0 && pending == 0, fmt.Sprintf("%d parts in the bucket, %v samples pending", left, pending)
+	})
+	if n := h.count(schema.MetricsStream); n != 2 {
+		t.Fatalf("%d messages once every part was finished, want 2: one complete sample per instance", n)
+	}
+	// Prometheus sends a request again when it did not see the answer.
+	wantCode(t, h.remoteWrite(parts[1]), http.StatusNoContent)
+	if left := h.partsLeft(); left != 0 {
+		t.Errorf("a request sent again stored %d parts, want none", left)
+	}
+}
+
+func TestRemoteWriteFinisherRestartFinishesFromTheBucket(t *testing.T) {
+	h := start(t, setup{noFinisher: true})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0, 0))), http.StatusNoContent)
+	t1 := t0.Add(15 * time.Second)
+	s := scrape(t1, 1)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(s[:9])), http.StatusNoContent)
+
+	// A finisher takes the first part of both pods' samples, then stops
+	// before their delay passed.
+	stop := h.startFinisher(time.Hour)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return h.pendingSamples() == 2, fmt.Sprintf("%v samples pending, want 2", h.pendingSamples())
+	})
+	stop()
+	// The rest of the scrape arrives while no finisher runs.
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(s[9:])), http.StatusNoContent)
+	if n := h.count(schema.MetricsStream); n != 0 {
+		t.Fatalf("%d messages before any finisher finished, want none", n)
+	}
+
+	// The next finisher reads both parts back from the bucket.
+	h.startFinisher(100 * time.Millisecond)
+	checkScrapeSamples(t, waitSamples(t, h, 2), t1)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return h.partsLeft() == 0, fmt.Sprintf("%d parts left in the bucket", h.partsLeft())
+	})
+	if n := h.count(schema.MetricsStream); n != 2 {
+		t.Fatalf("%d messages, want 2: one complete sample per instance", n)
+	}
+}
+
+func TestRemoteWriteLatePartIsDropped(t *testing.T) {
+	h := start(t, setup{finishDelay: 200 * time.Millisecond})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0, 0))), http.StatusNoContent)
+	parts := splitScrape(t0.Add(15*time.Second), 1)
+	wantCode(t, h.remoteWrite(parts[0]), http.StatusNoContent)
+	wantCode(t, h.remoteWrite(parts[1]), http.StatusNoContent)
+	before := waitSamples(t, h, 2)["10.4.0.13:8080"]
+
+	// The second pod's last buckets come after its sample was finished:
+	// published, they would replace it with a partial one.
+	wantCode(t, h.remoteWrite(parts[2]), http.StatusNoContent)
+	late := h.metrics.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return late.Get() == 1 && h.partsLeft() == 0, fmt.Sprintf("%d late parts, %d parts in the bucket; want 1 and 0", late.Get(), h.partsLeft())
+	})
+	if n := h.count(schema.MetricsStream); n != 2 {
+		t.Fatalf("%d messages after a late part, want 2", n)
+	}
+	if after := storedSamples(t, h)["10.4.0.13:8080"]; after.Requests.Value != before.Requests.Value {
+		t.Errorf("requests %d after a late part, %d before", after.Requests.Value, before.Requests.Value)
 	}
 }

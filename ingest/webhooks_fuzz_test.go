@@ -4,7 +4,29 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/deploywatch/deploywatch/schema"
 )
+
+// reencodes checks that a mapped event that validates is published as one
+// the sink decodes to the same event under the same id.
+func reencodes(t *testing.T, ev webhookEvent) {
+	t.Helper()
+	if ev.Validate() != nil {
+		return
+	}
+	msgs, err := schema.EncodeMessages(ev, 1000, 0)
+	if err != nil {
+		t.Fatalf("cannot encode a valid %s event: %v", ev.EventType(), err)
+	}
+	again, err := schema.DecodeEvent(msgs[0].Data, "")
+	if err != nil {
+		t.Fatalf("a valid %s event is published as one the sink refuses: %v\n%s", ev.EventType(), err, msgs[0].Data)
+	}
+	if again.EventID() != ev.EventID() || msgs[0].ID != ev.EventID() {
+		t.Fatalf("event %s decodes as %s", ev.EventID(), again.EventID())
+	}
+}
 
 // fuzzSeeds adds every file under testdata/dir to f, with args before it.
 func fuzzSeeds(f *testing.F, dir string, add func(name string, body []byte)) {
@@ -43,8 +65,8 @@ func FuzzGitHubWebhook(f *testing.F) {
 		deploys, err := githubEvents(event, body, cfg)
 		ids := make([]string, len(deploys))
 		for i, d := range deploys {
-			ids[i] = d.ID
-			_ = d.Validate() // invalid is answered 400; it must not panic
+			ids[i] = eventID(d)
+			reencodes(t, d) // invalid is answered 400; valid must be what the sink takes
 		}
 		mappedOK(t, len(deploys), ids, err)
 	})
@@ -57,8 +79,8 @@ func FuzzGitLabWebhook(f *testing.F) {
 		deploys, err := gitlabEvents(body, cfg)
 		ids := make([]string, len(deploys))
 		for i, d := range deploys {
-			ids[i] = d.ID
-			_ = d.Validate()
+			ids[i] = eventID(d)
+			reencodes(t, d)
 		}
 		mappedOK(t, len(deploys), ids, err)
 	})

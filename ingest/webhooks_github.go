@@ -74,8 +74,14 @@ func (a *API) postGitHubWebhook(w http.ResponseWriter, r *http.Request) {
 	a.answerWebhook(w, r, "github", delivery, events, err)
 }
 
+// webhookEvent is what a webhook delivery maps to: a deploy change or a push.
+type webhookEvent interface {
+	schema.Event
+	Validate() error
+}
+
 // answerWebhook publishes what a delivery mapped to, or answers why nothing.
-func (a *API) answerWebhook(w http.ResponseWriter, r *http.Request, sender, delivery string, deploys []*schema.Deploy, err error) {
+func (a *API) answerWebhook(w http.ResponseWriter, r *http.Request, sender, delivery string, mapped []webhookEvent, err error) {
 	if ig, ok := err.(errWebhookIgnored); ok {
 		a.log.Debug("webhook delivery ignored", "sender", sender, "delivery", delivery, "reason", string(ig))
 		writeJSON(w, http.StatusAccepted, webhookAnswer{Reason: string(ig)})
@@ -85,14 +91,14 @@ func (a *API) answerWebhook(w http.ResponseWriter, r *http.Request, sender, deli
 		a.reject(w, err)
 		return
 	}
-	events := make([]schema.Event, len(deploys))
-	ids := make([]string, len(deploys))
-	for i, d := range deploys {
-		if err := d.Validate(); err != nil {
-			a.reject(w, fmt.Errorf("the %s delivery %s maps to an invalid deploy: %w", sender, delivery, err))
+	events := make([]schema.Event, len(mapped))
+	ids := make([]string, len(mapped))
+	for i, ev := range mapped {
+		if err := ev.Validate(); err != nil {
+			a.reject(w, fmt.Errorf("the %s delivery %s maps to an invalid %s event: %w", sender, delivery, ev.EventType(), err))
 			return
 		}
-		events[i], ids[i] = d, d.ID
+		events[i], ids[i] = ev, eventID(ev)
 	}
 	a.publish(w, r, events, webhookAnswer{Accepted: len(events), IDs: ids})
 }
@@ -171,16 +177,16 @@ type githubPayload struct {
 }
 
 // githubEvents maps one GitHub delivery of the given X-GitHub-Event to
-// deploy events, or returns errWebhookIgnored saying why it maps to none.
-func githubEvents(event string, body []byte, cfg WebhookConfig) ([]*schema.Deploy, error) {
+// deploy or push events, or returns errWebhookIgnored saying why it maps to none.
+func githubEvents(event string, body []byte, cfg WebhookConfig) ([]webhookEvent, error) {
 	switch event {
 	case "deployment", "deployment_status", "workflow_run":
 	case "ping":
 		return nil, errWebhookIgnored("ping received: the webhook is set up")
 	case "push":
-		return nil, errWebhookIgnored("push events are not used: a deploy carries its own commit (the deployment's sha, the workflow run's head commit)")
+		return githubPushEvent(body, cfg)
 	default:
-		return nil, errWebhookIgnored(event + " events are not used: subscribe the webhook to deployment, deployment_status and workflow_run events only")
+		return nil, errWebhookIgnored(event + " events are not used: subscribe the webhook to deployment, deployment_status, workflow_run and push events only")
 	}
 	var p githubPayload
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -199,7 +205,7 @@ func githubEvents(event string, body []byte, cfg WebhookConfig) ([]*schema.Deplo
 		if err != nil {
 			return nil, err
 		}
-		return []*schema.Deploy{d}, nil
+		return []webhookEvent{d}, nil
 	case "deployment_status":
 		var status schema.DeployStatus
 		switch s := p.DeploymentStatus.State; s {
@@ -224,7 +230,7 @@ func githubEvents(event string, body []byte, cfg WebhookConfig) ([]*schema.Deplo
 		if p.DeploymentStatus.Environment != "" {
 			d.Env = webhookEnv(p.DeploymentStatus.Environment)
 		}
-		return []*schema.Deploy{d}, nil
+		return []webhookEvent{d}, nil
 	default: // workflow_run
 		return githubWorkflowRun(&p, service, cfg.GitHubDeployWorkflows)
 	}
@@ -261,7 +267,7 @@ func githubDeploy(p *githubPayload, service string, status schema.DeployStatus, 
 	return d, nil
 }
 
-func githubWorkflowRun(p *githubPayload, service, pattern string) ([]*schema.Deploy, error) {
+func githubWorkflowRun(p *githubPayload, service, pattern string) ([]webhookEvent, error) {
 	run := &p.WorkflowRun
 	name := firstNonEmpty(p.Workflow.Name, run.Name)
 	if p.Action != "completed" || run.Status != "completed" {
@@ -316,7 +322,7 @@ func githubWorkflowRun(p *githubPayload, service, pattern string) ([]*schema.Dep
 	}
 	d.Commits = []schema.Commit{c}
 	d.Normalize()
-	return []*schema.Deploy{d}, nil
+	return []webhookEvent{d}, nil
 }
 
 // webhookService is the service of a repository: the mapped one, or the

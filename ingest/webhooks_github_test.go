@@ -129,11 +129,9 @@ func TestGitHubWebhookEveryFixture(t *testing.T) {
 		Commits: []schema.Commit{{SHA: head, Time: at(t, "2020-10-05T16:32:07Z"), Author: "Matthias Fax", Message: "build(test): check workflow run event payload"}},
 		Author:  "Codertocat", URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451",
 		Labels: map[string]string{"source": "github", "repository": "octo-org/octo-repo", "ref": "master", "workflow": "test"}}, "")
-	pushReason := "push events are not used: a deploy carries its own commit (the deployment's sha, the workflow run's head commit)"
-	f("push", "payload.json", nil, pushReason)
-	f("push", "with-new-branch.payload.json", nil, pushReason)
-	f("pull_request", "closed.payload.json", nil, "pull_request events are not used: subscribe the webhook to deployment, deployment_status and workflow_run events only")
-	f("release", "published.payload.json", nil, "release events are not used: subscribe the webhook to deployment, deployment_status and workflow_run events only")
+	// push: see TestGitHubPushEveryFixture.
+	f("pull_request", "closed.payload.json", nil, "pull_request events are not used: subscribe the webhook to deployment, deployment_status, workflow_run and push events only")
+	f("release", "published.payload.json", nil, "release events are not used: subscribe the webhook to deployment, deployment_status, workflow_run and push events only")
 }
 
 func sameDeploy(a, b schema.Deploy) bool {

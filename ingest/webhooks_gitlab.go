@@ -27,8 +27,8 @@ func (a *API) postGitLabWebhook(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	deploys, err := gitlabEvents(body, a.cfg.Webhooks)
-	a.answerWebhook(w, r, "gitlab", r.Header.Get("X-Gitlab-Event-UUID"), deploys, err)
+	events, err := gitlabEvents(body, a.cfg.Webhooks)
+	a.answerWebhook(w, r, "gitlab", r.Header.Get("X-Gitlab-Event-UUID"), events, err)
 }
 
 type gitlabProject struct {
@@ -53,6 +53,11 @@ type gitlabPayload struct {
 	ShortSHA        string `json:"short_sha"`
 	CommitURL       string `json:"commit_url"`
 	CommitTitle     string `json:"commit_title"`
+
+	// push events; GitLab lists at most 20 commits of a push
+	Before      string         `json:"before"`
+	After       string         `json:"after"`
+	PushCommits []gitlabCommit `json:"commits"`
 
 	// pipeline events
 	ObjectAttributes struct {
@@ -82,19 +87,21 @@ type gitlabPayload struct {
 	} `json:"builds"`
 }
 
-// gitlabEvents maps one GitLab delivery to deploy events, or returns
+// gitlabEvents maps one GitLab delivery to deploy or push events, or returns
 // errWebhookIgnored saying why it maps to none.
-func gitlabEvents(body []byte, cfg WebhookConfig) ([]*schema.Deploy, error) {
+func gitlabEvents(body []byte, cfg WebhookConfig) ([]webhookEvent, error) {
 	var p gitlabPayload
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("cannot decode the GitLab payload: %v", err)
 	}
 	switch p.ObjectKind {
-	case "deployment", "pipeline":
+	case "deployment", "pipeline", "push":
 	case "":
 		return nil, fmt.Errorf("the payload has no object_kind: send GitLab's payload as it is")
+	case "tag_push":
+		return nil, errWebhookIgnored("tag pushes are not used: lead time counts the commits pushed to branches; enable push events for branches instead")
 	default:
-		return nil, errWebhookIgnored(p.ObjectKind + " events are not used: enable only deployment events (or pipeline events) on the webhook")
+		return nil, errWebhookIgnored(p.ObjectKind + " events are not used: enable only deployment, push (or pipeline) events on the webhook")
 	}
 	repo := p.Project.PathWithNamespace
 	if repo == "" || p.Project.ID == 0 {
@@ -103,13 +110,16 @@ func gitlabEvents(body []byte, cfg WebhookConfig) ([]*schema.Deploy, error) {
 	service := webhookService(cfg.ServiceMap, repo, repo[strings.LastIndexByte(repo, '/')+1:])
 	project := strconv.FormatInt(p.Project.ID, 10)
 	labels := map[string]string{"source": "gitlab", "repository": repo}
-	if p.ObjectKind == "deployment" {
+	switch p.ObjectKind {
+	case "deployment":
 		return gitlabDeployment(&p, service, project, labels)
+	case "push":
+		return gitlabPush(&p, service, project)
 	}
 	return gitlabPipeline(&p, service, project, labels)
 }
 
-func gitlabDeployment(p *gitlabPayload, service, project string, labels map[string]string) ([]*schema.Deploy, error) {
+func gitlabDeployment(p *gitlabPayload, service, project string, labels map[string]string) ([]webhookEvent, error) {
 	status, err := gitlabStatus("deployment", p.Status)
 	if err != nil {
 		return nil, err
@@ -151,10 +161,10 @@ func gitlabDeployment(p *gitlabPayload, service, project string, labels map[stri
 		d.FinishedAt = changed
 	}
 	d.Normalize()
-	return []*schema.Deploy{d}, nil
+	return []webhookEvent{d}, nil
 }
 
-func gitlabPipeline(p *gitlabPayload, service, project string, labels map[string]string) ([]*schema.Deploy, error) {
+func gitlabPipeline(p *gitlabPayload, service, project string, labels map[string]string) ([]webhookEvent, error) {
 	pl := &p.ObjectAttributes
 	env := ""
 	for _, b := range p.Builds {
@@ -203,7 +213,7 @@ func gitlabPipeline(p *gitlabPayload, service, project string, labels map[string
 	}
 	d.Commits = []schema.Commit{c}
 	d.Normalize()
-	return []*schema.Deploy{d}, nil
+	return []webhookEvent{d}, nil
 }
 
 // gitlabStatus maps a deployment's or pipeline's status to the deploy's.

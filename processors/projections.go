@@ -20,12 +20,13 @@ type projection interface {
 	reset()
 }
 
-// changesProjection writes deploys and incidents: the raw event, and the
-// deploy or incident change table.
+// changesProjection writes deploys, incidents and pushes: the raw event, and
+// the deploy or incident change table or the push's commits.
 type changesProjection struct {
 	events    eventRows
 	deploys   deployRows
 	incidents incidentRows
+	commits   commitRows
 }
 
 func (p *changesProjection) add(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
@@ -38,6 +39,8 @@ func (p *changesProjection) add(msg jetstream.Msg, meta *jetstream.MsgMetadata) 
 		p.deploys.add(e)
 	case *schema.Incident:
 		p.incidents.add(e)
+	case *schema.Push:
+		p.commits.add(e)
 	default:
 		return fmt.Errorf("%s events do not belong on the changes stream", ev.EventType())
 	}
@@ -45,7 +48,8 @@ func (p *changesProjection) add(msg jetstream.Msg, meta *jetstream.MsgMetadata) 
 	return nil
 }
 
-func (p *changesProjection) rows() int { return p.events.len() }
+// rows counts a push's commits too: they bound the size of the insert.
+func (p *changesProjection) rows() int { return p.events.len() + p.commits.len() }
 
 func (p *changesProjection) write(ctx context.Context, insert insertFunc) error {
 	// The change tables first, the raw log last: a retry after a partial
@@ -57,6 +61,11 @@ func (p *changesProjection) write(ctx context.Context, insert insertFunc) error 
 	}
 	if p.incidents.len() > 0 {
 		if err := insert(ctx, "incident_changes", incidentColumns, p.incidents.columns()); err != nil {
+			return err
+		}
+	}
+	if p.commits.len() > 0 {
+		if err := insert(ctx, "commits", commitColumns, p.commits.columns()); err != nil {
 			return err
 		}
 	}

@@ -233,6 +233,39 @@ func (r *incidentRows) columns() []any {
 	return []any{r.incidentID, r.status, r.service, r.env, r.time, r.title, r.source, r.deployID}
 }
 
+// commitRows are rows of `commits`: one per commit a push carried, keyed by
+// (service, head_sha, sha), so a redelivered push replaces its copy.
+type commitRows struct {
+	service, repo, ref, sha []string
+	commitTime              []time.Time
+	author, message         []string
+	headSHA, pushID         []string
+	pushedAt                []time.Time
+}
+
+const commitColumns = "service, repo, ref, sha, commit_time, author, message, head_sha, push_id, pushed_at"
+
+func (r *commitRows) add(p *schema.Push) {
+	for _, c := range p.Commits {
+		r.service = append(r.service, p.Service)
+		r.repo = append(r.repo, p.Repo)
+		r.ref = append(r.ref, p.Ref)
+		r.sha = append(r.sha, c.SHA)
+		r.commitTime = append(r.commitTime, c.Time.Time)
+		r.author = append(r.author, c.Author)
+		r.message = append(r.message, c.Message)
+		r.headSHA = append(r.headSHA, p.HeadSHA)
+		r.pushID = append(r.pushID, p.ID)
+		r.pushedAt = append(r.pushedAt, p.PushedAt.Time)
+	}
+}
+
+func (r *commitRows) len() int { return len(r.sha) }
+
+func (r *commitRows) columns() []any {
+	return []any{r.service, r.repo, r.ref, r.sha, r.commitTime, r.author, r.message, r.headSHA, r.pushID, r.pushedAt}
+}
+
 func optionalTime(t schema.Time) *time.Time {
 	if t.Time.IsZero() {
 		return nil

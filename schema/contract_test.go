@@ -16,8 +16,8 @@ import (
 // the schemas and the decoder cannot drift apart.
 type contractCase struct {
 	name string
-	// route is the JSON Schema the body is for: deploy, metrics or incident
-	// (the routes for one kind of event, DecodeInto) or event
+	// route is the JSON Schema the body is for: deploy, metrics, incident or
+	// push (one kind of event, DecodeInto) or event
 	// (POST /api/v1/events: one event or an array, DecodeEvent).
 	route  string
 	body   string
@@ -26,7 +26,7 @@ type contractCase struct {
 
 // contractCases are bodies on which the decoder and the JSON Schemas agree:
 // both take the valid ones (no fields) and both refuse the others.
-var contractCases = append(wholeBodyCases, editedCases()...)
+var contractCases = append(append(wholeBodyCases, editedCases()...), pushCases()...)
 
 // wholeBodyCases are written out whole: valid bodies, bodies with many
 // problems at once, and bodies that are not JSON objects.
@@ -401,6 +401,8 @@ func decodeBody(route string, body []byte) error {
 		return DecodeInto(body, new(MetricsBatch), "")
 	case "incident":
 		return DecodeInto(body, new(Incident), "")
+	case "push":
+		return DecodeInto(body, new(Push), "")
 	case "event":
 		_, err := DecodeEvents(body)
 		return err

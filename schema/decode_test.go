@@ -195,6 +195,8 @@ func decodeRoute(route string, body []byte) ([]Event, error) {
 		ev = new(MetricsBatch)
 	case "incident":
 		ev = new(Incident)
+	case "push":
+		ev = new(Push)
 	default:
 		return DecodeEvents(body)
 	}

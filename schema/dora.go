@@ -95,4 +95,8 @@ type DoraReport struct {
 	Team    string          `json:"team,omitempty"`
 	Weeks   []DoraWeek      `json:"weeks"`
 	Notable []NotableDeploy `json:"notable"`
+	// NotableFrom is where the span of Notable starts: the Monday of the
+	// week before the newest (of the newest when Weeks is 1), so a report
+	// read early in a week still lists the week that just ended.
+	NotableFrom time.Time `json:"notable_from"`
 }

@@ -69,10 +69,13 @@ func DecodeEvent(raw []byte, prefix string) (Event, error) {
 	case TypeIncident:
 		var in Incident
 		return &in, DecodeInto(raw, &in, prefix)
+	case TypePush:
+		var p Push
+		return &p, DecodeInto(raw, &p, prefix)
 	case "":
-		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: "is required: one of deploy, metrics, incident"}}}
+		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: "is required: one of deploy, metrics, incident, push"}}}
 	default:
-		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: fmt.Sprintf("must be one of deploy, metrics, incident; got %q", head.Type)}}}
+		return nil, &ValidationError{Fields: []FieldError{{Field: join(prefix, "type"), Problem: fmt.Sprintf("must be one of deploy, metrics, incident, push; got %q", head.Type)}}}
 	}
 }
 
@@ -82,7 +85,7 @@ type decodable interface {
 	validate(p *problems, prefix string)
 }
 
-// DecodeInto decodes raw into ev (a *Deploy, *MetricsBatch or *Incident),
+// DecodeInto decodes raw into ev (a *Deploy, *MetricsBatch, *Incident or *Push),
 // normalizes and validates it. Unknown fields are rejected so that a misspelt
 // field is reported instead of silently dropped.
 func DecodeInto(raw []byte, ev Event, prefix string) error {
@@ -119,6 +122,9 @@ func DecodeInto(raw []byte, ev Event, prefix string) error {
 		checkType(&p, prefix, e.Type, wantType)
 		e.Normalize(raw)
 	case *Incident:
+		checkType(&p, prefix, e.Type, wantType)
+		e.Normalize()
+	case *Push:
 		checkType(&p, prefix, e.Type, wantType)
 		e.Normalize()
 	default:
@@ -217,7 +223,7 @@ func decodeError(err error, prefix string) error {
 	default:
 		msg := err.Error()
 		if f, ok := unknownField(msg); ok {
-			return &ValidationError{Fields: []FieldError{{Field: join(prefix, f), Problem: unknownFieldProblem}}}
+			return &ValidationError{Fields: []FieldError{{Field: keyField(prefix, f), Problem: unknownFieldProblem}}}
 		}
 		return &ValidationError{Fields: []FieldError{{Field: fieldOrBody(prefix), Problem: msg}}}
 	}
@@ -239,6 +245,15 @@ func jsonKind(goKind string) string {
 }
 
 const unknownFieldProblem = "is not a known field: check its spelling against the event's JSON Schema"
+
+// keyField is the path of the member key of the object at prefix; an empty
+// key is shown as "" so that the problem still names a field.
+func keyField(prefix, key string) string {
+	if key == "" {
+		key = `""`
+	}
+	return join(prefix, key)
+}
 
 // unknownField extracts the name from encoding/json's `json: unknown field "x"`.
 func unknownField(msg string) (string, bool) {

@@ -5,8 +5,8 @@ import "embed"
 // JSONSchemas holds the JSON Schemas (draft 2020-12) published for integrators,
 // under jsonschema/: deploy.schema.json, metrics.schema.json and
 // incident.schema.json describe the bodies of the routes for one kind of event,
-// event.schema.json that of POST /api/v1/events (one event or an array of
-// them). event.schema.json refers to the others by relative references, so
+// push.schema.json a push event, event.schema.json the body of
+// POST /api/v1/events (one event or an array of them). event.schema.json refers to the others by relative references, so
 // serve them side by side, for example from fs.Sub(JSONSchemas, "jsonschema").
 //
 // They describe what DecodeInto and DecodeEvent accept, and the tests hold

@@ -17,7 +17,7 @@ import (
 // schemas refer to each other relatively, so any base works.
 const schemaBase = "https://deploywatch.test/schemas/"
 
-var routes = []string{"deploy", "metrics", "incident", "event"}
+var routes = []string{"deploy", "metrics", "incident", "push", "event"}
 
 // compileJSONSchemas compiles the embedded JSON Schemas, as strictly as an
 // integrator's validator could: formats are asserted, not just annotations.
@@ -184,6 +184,8 @@ func TestJSONSchemaFieldsMatchGo(t *testing.T) {
 	f("metrics", "/$defs/sample/properties/latency_ms", reflect.TypeFor[LatencyQuantiles]())
 	f("metrics", "/$defs/sample/properties/latency_histogram", reflect.TypeFor[LatencyHistogram]())
 	f("incident", "", reflect.TypeFor[Incident]())
+	f("push", "", reflect.TypeFor[Push]())
+	f("push", "/$defs/commit", reflect.TypeFor[Commit]())
 }
 
 // TestJSONSchemaSharedDefinitions checks that the definitions each schema
@@ -193,7 +195,7 @@ func TestJSONSchemaSharedDefinitions(t *testing.T) {
 		return readJSONSchema(t, route).(map[string]any)["$defs"].(map[string]any)
 	}
 	want := defs("deploy")
-	for _, route := range []string{"metrics", "incident"} {
+	for _, route := range []string{"metrics", "incident", "push"} {
 		for _, name := range []string{"name", "id", "time"} {
 			if !reflect.DeepEqual(defs(route)[name], want[name]) {
 				t.Errorf("%s.schema.json#/$defs/%s differs from deploy.schema.json's", route, name)
@@ -231,6 +233,7 @@ func TestJSONSchemaEnumsMatchGo(t *testing.T) {
 	f("deploy", "properties/type", string(TypeDeploy))
 	f("metrics", "properties/type", string(TypeMetrics))
 	f("incident", "properties/type", string(TypeIncident))
+	f("push", "properties/type", string(TypePush))
 }
 
 func abbreviate(body string) string {

@@ -80,7 +80,7 @@ func decodeMetricsTree(raw []byte, b *MetricsBatch, prefix string, p *problems) 
 				p.addUnder(field, i, &scratch)
 			}
 		default:
-			p.add(join(prefix, string(key)), unknownFieldProblem)
+			p.add(keyField(prefix, string(key)), unknownFieldProblem)
 		}
 	})
 	return true
@@ -117,7 +117,7 @@ func decodeSample(v *fastjson.Value, s *Sample, p *problems) {
 		case "latency_histogram":
 			s.LatencyHistogram = decodeHistogram(v, "latency_histogram", p)
 		default:
-			p.add(string(key), unknownFieldProblem)
+			p.add(keyField("", string(key)), unknownFieldProblem)
 		}
 	})
 }
@@ -193,7 +193,7 @@ func decodeHistogram(v *fastjson.Value, prefix string, p *problems) *LatencyHist
 				}
 			}
 		default:
-			p.add(join(prefix, string(key)), unknownFieldProblem)
+			p.add(keyField(prefix, string(key)), unknownFieldProblem)
 		}
 	})
 	return h

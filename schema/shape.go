@@ -94,7 +94,7 @@ func (w *shapeWalker) value(path string, t reflect.Type, tok json.Token) error {
 				elem = t.Elem()
 			} else if ft, ok := fieldType(t, key); ok {
 				elem = ft
-			} else if err := w.add(join(path, key), unknownFieldProblem); err != nil {
+			} else if err := w.add(keyField(path, key), unknownFieldProblem); err != nil {
 				return err
 			}
 			if err := w.next(join(path, key), elem); err != nil {

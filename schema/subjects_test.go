@@ -28,6 +28,7 @@ func TestSubject(t *testing.T) {
 	f(&Deploy{Service: "payments.api.v2"}, "deploywatch.changes.deploy.payments_api_v2", ChangesSubjects)
 	f(&MetricsBatch{Service: "payments.api"}, "deploywatch.metrics.payments_api", MetricsSubjects)
 	f(&Incident{}, "deploywatch.changes.incident._", ChangesSubjects)
+	f(&Push{Service: "payments.api"}, "deploywatch.changes.push.payments_api", ChangesSubjects)
 	f(&Verdict{Service: "checkout"}, "deploywatch.signals.verdict.checkout", SignalsSubjects)
 	f(&Alert{Service: "payments.api"}, "deploywatch.signals.alert.payments_api", SignalsSubjects)
 	f(&RollbackSignal{Service: "checkout"}, "deploywatch.signals.rollback.checkout", SignalsSubjects)

@@ -63,6 +63,8 @@ type serveConfig struct {
 	githubWebhookSecret, gitlabWebhookToken  string
 	webhookServiceMap, githubDeployWorkflows string
 
+	remoteWrite remoteWriteFlags
+
 	// onReady, when set (by tests), is told the API's address once serve accepts requests.
 	onReady func(apiAddr string)
 }
@@ -103,6 +105,7 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	c.impact.register(fs)
 	c.alerts.register(fs)
 	c.delivery.register(fs)
+	c.remoteWrite.register(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "deploywatch serve [flags]",
@@ -138,6 +141,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	webhooks, err := webhookConfig(c)
+	if err != nil {
+		return err
+	}
+	remoteWrite, err := c.remoteWrite.config()
 	if err != nil {
 		return err
 	}
@@ -188,6 +195,16 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	if err := eventlog.EnsureStreams(setupCtx, js, limits); err != nil {
 		return err
 	}
+	// remote_write's parts wait there for the rest of their scrape, which
+	// Prometheus may split over requests; an hour is a safety net.
+	rwParts, err := eventlog.OpenBucket(setupCtx, js, eventlog.BucketConfig{
+		Name: "remote_write_parts", Description: "deploywatch: parts of remote_write samples waiting for the rest of their scrape",
+		MaxAge: time.Hour, Replicas: c.natsReplicas,
+	})
+	if err != nil {
+		return err
+	}
+	remoteWrite.Parts = rwParts
 
 	// ClickHouse.
 	dsn := c.clickhouseDSN
@@ -224,9 +241,11 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		},
 		Verdicts:        store.NewVerdicts(conn),
 		Incidents:       store.NewIncidents(conn),
+		Dora:            store.NewDora(conn),
 		Alerts:          store.NewAlerts(conn),
 		AlertmanagerEnv: c.alertmanagerEnv,
 		Webhooks:        webhooks,
+		RemoteWrite:     remoteWrite,
 		Logger:          log.With("component", "api"),
 		Metrics:         set,
 	}, pub, store.NewDeploys(conn))
@@ -255,6 +274,28 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		})
 	}()
 
+	// The inbox: events that NATS publishers put on deploywatch.in.>, validated onto the event log.
+	inboxCtx, stopInbox := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInbox()
+	inboxDone := make(chan error, 1)
+	go func() {
+		inboxDone <- processors.RunInbox(inboxCtx, js, pub, processors.InboxConfig{
+			MaxMessageBytes: int(nc.MaxPayload()) - 16<<10,
+			Logger:          log.With("component", "inbox"), Metrics: set,
+		})
+	}()
+
+	// remote_write's finisher: one complete sample from the parts of a scrape.
+	finisherCtx, stopFinisher := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFinisher()
+	finisherDone := make(chan error, 1)
+	go func() {
+		finisherDone <- ingest.NewRemoteWriteFinisher(rwParts, pub, ingest.RemoteWriteFinisherConfig{
+			FinishDelay: c.remoteWrite.finishDelay, MaxMessageBytes: int(nc.MaxPayload()) - 16<<10,
+			Logger: log.With("component", "remote_write"), Metrics: set,
+		}).Run(finisherCtx)
+	}()
+
 	// The deploy impact analysis.
 	impactCtx, stopImpact := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopImpact()
@@ -280,6 +321,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	case err := <-sinkDone:
 		failure = fmt.Errorf("the ClickHouse sink stopped: %w", err)
 		sinkDone <- nil
+	case err := <-inboxDone:
+		failure = fmt.Errorf("the inbox processor stopped: %w", err)
+		inboxDone <- nil
 	case err := <-impactDone:
 		failure = fmt.Errorf("the impact analysis stopped: %w", err)
 		c.impact.enabled = false
@@ -299,6 +343,12 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	}
 	stopAlerts()
 	stopDelivery()
+	stopInbox()
+	if err := <-inboxDone; err != nil {
+		log.Error("the inbox processor did not stop cleanly; JetStream redelivers what it did not ack", "err", err)
+	}
+	stopFinisher()
+	<-finisherDone // the parts it did not finish stay in their bucket for the next start
 	stopSink()
 	if err := <-sinkDone; err != nil {
 		log.Error("the ClickHouse sink did not stop cleanly; JetStream redelivers what it did not ack", "err", err)

@@ -108,7 +108,7 @@ func TestMigrateTwiceAppliesNothingTheSecondTime(t *testing.T) {
 		}
 		tables = append(tables, name)
 	}
-	want := []string{"alert_acks", "alert_events", "commits", "deploy_changes", "deploy_verdicts", "deploys", "events", "incident_changes", "latest_alerts", "latest_verdicts", "metric_samples", "metrics_1m", "metrics_1m_mv", "rollback_signals", "schema_migrations", "silences", "webhook_deliveries"}
+	want := []string{"alert_acks", "alert_events", "commits", "deploy_changes", "deploy_verdicts", "deploys", "dora_deploys", "dora_finished_deploys", "dora_incidents", "dora_lead_times", "dora_restores", "events", "incident_changes", "latest_alerts", "latest_verdicts", "metric_samples", "metrics_1m", "metrics_1m_mv", "rollback_signals", "schema_migrations", "silences", "webhook_deliveries"}
 	if !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s:\n got %v\nwant %v", db, tables, want)
 	}

@@ -1,0 +1,187 @@
+package dashboards
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+)
+
+// Grafana creates and updates dashboards through Grafana's HTTP API
+// (/api/folders, /api/dashboards/db), authenticated with a service account
+// token. The token is sent only in the Authorization header and never
+// appears in an error.
+type Grafana struct {
+	URL    string // e.g. https://grafana.example.com
+	Token  string
+	Client *http.Client // nil: http.DefaultClient
+}
+
+// PushResult is what Grafana answered for one dashboard.
+type PushResult struct {
+	UID     string `json:"uid"`
+	URL     string `json:"url"`
+	Status  string `json:"status"`
+	Version int    `json:"version"`
+}
+
+// ErrUnauthorized is Grafana refusing the token.
+var ErrUnauthorized = errors.New("grafana refused the token")
+
+var folderUIDUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// FolderUID derives a folder uid from its title: the title's letters, digits,
+// '-' and '_', at most 40 characters, "deploywatch" when nothing is left.
+func FolderUID(title string) string {
+	uid := strings.Trim(folderUIDUnsafe.ReplaceAllString(strings.ToLower(title), "-"), "-")
+	if len(uid) > 40 {
+		uid = uid[:40]
+	}
+	if uid == "" {
+		uid = "deploywatch"
+	}
+	return uid
+}
+
+// EnsureFolder returns the uid of the folder titled title, creating it when
+// no folder has that title.
+func (g *Grafana) EnsureFolder(ctx context.Context, title string) (string, error) {
+	var folders []struct {
+		UID   string `json:"uid"`
+		Title string `json:"title"`
+	}
+	if err := g.call(ctx, http.MethodGet, "/api/folders?limit=1000", nil, &folders); err != nil {
+		return "", fmt.Errorf("cannot list Grafana folders: %w", err)
+	}
+	for _, f := range folders {
+		if f.Title == title {
+			return f.UID, nil
+		}
+	}
+	uid := FolderUID(title)
+	var created struct {
+		UID string `json:"uid"`
+	}
+	err := g.call(ctx, http.MethodPost, "/api/folders", map[string]string{"uid": uid, "title": title}, &created)
+	var apiErr *GrafanaError
+	if errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict {
+		return uid, nil // created meanwhile, or a folder with this uid under another title
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot create Grafana folder %q: %w", title, err)
+	}
+	if created.UID == "" {
+		created.UID = uid
+	}
+	return created.UID, nil
+}
+
+// Push creates or updates d in the folder folderUID ("" is General). Grafana
+// keys dashboards by uid: pushing again updates the same dashboard.
+func (g *Grafana) Push(ctx context.Context, d dashboard.Dashboard, folderUID string) (PushResult, error) {
+	d.Id = nil // Grafana finds the dashboard by uid; an id from elsewhere would not match
+	body := map[string]any{
+		"dashboard": d,
+		"folderUid": folderUID,
+		"overwrite": true,
+		"message":   "deploywatch dashboards push",
+	}
+	var res PushResult
+	if err := g.call(ctx, http.MethodPost, "/api/dashboards/db", body, &res); err != nil {
+		return PushResult{}, fmt.Errorf("cannot push dashboard %s: %w", *d.Uid, err)
+	}
+	return res, nil
+}
+
+// GrafanaError is an answer other than 2xx.
+type GrafanaError struct {
+	Method, Path string
+	Code         int
+	Message      string
+}
+
+func (e *GrafanaError) Error() string {
+	hint := ""
+	switch e.Code {
+	case http.StatusUnauthorized:
+		hint = ": check --token (a Grafana service account token, sent as a bearer token)"
+	case http.StatusForbidden:
+		hint = ": the token's service account needs the Editor role (or dashboards and folders write permissions)"
+	case http.StatusNotFound:
+		hint = ": check --grafana-url (Grafana's base URL, without /api)"
+	case http.StatusPreconditionFailed:
+		hint = ": a dashboard with the same title exists in the folder under another uid; rename or delete it"
+	}
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Code)
+	}
+	return fmt.Sprintf("%s %s: Grafana answered %d %s%s", e.Method, e.Path, e.Code, msg, hint)
+}
+
+func (e *GrafanaError) Unwrap() error {
+	if e.Code == http.StatusUnauthorized {
+		return ErrUnauthorized
+	}
+	return nil
+}
+
+func (g *Grafana) call(ctx context.Context, method, path string, body, into any) error {
+	base, err := url.Parse(strings.TrimRight(g.URL, "/"))
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return fmt.Errorf("invalid Grafana URL %q: want e.g. https://grafana.example.com", g.URL)
+	}
+	var reqBody io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("cannot encode the request: %w", err)
+		}
+		reqBody = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, reqBody)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if g.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+g.Token)
+	}
+	client := g.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach Grafana at %s: %w", base.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("cannot read Grafana's answer to %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var answer struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(data, &answer) // the message is a courtesy; the status decides
+		return &GrafanaError{Method: method, Path: path, Code: resp.StatusCode, Message: answer.Message}
+	}
+	if into != nil {
+		if err := json.Unmarshal(data, into); err != nil {
+			return fmt.Errorf("cannot decode Grafana's answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package dashboards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// The pipeline dashboard reads deploywatch's own /metrics from Prometheus (or
+// anything that speaks PromQL). Histograms come from VictoriaMetrics/metrics,
+// which exposes buckets as <name>_bucket{vmrange="a...b"} rather than le:
+// means (rate of _sum ÷ rate of _count) work in Prometheus; the p99 series,
+// histogram_quantile over vmrange, only in VictoriaMetrics (in Prometheus it
+// stays empty).
+
+// inst selects the deploywatch instances picked in $instance.
+const inst = `instance=~"$instance"`
+
+type promQuery struct{ expr, legend string }
+
+func pipelineHealth() *dashboard.DashboardBuilder {
+	return newDashboard(PipelineHealthUID, "deploywatch: pipeline health",
+		"deploywatch's own metrics: what comes in, what waits in JetStream, how long ClickHouse inserts take, what fails.",
+		"now-6h").
+		WithVariable(dashboard.NewDatasourceVariableBuilder(prometheusVar).
+			Label("Prometheus").
+			Type(PrometheusPlugin).
+			Current(option("deploywatch Prometheus", PrometheusDatasourceUID))).
+		WithVariable(dashboard.NewQueryVariableBuilder("instance").
+			Label("Instance").
+			Datasource(*prometheusRef()).
+			Query(dashboard.StringOrMap{String: ptr("label_values(deploywatch_eventlog_published_total, instance)")}).
+			Definition("label_values(deploywatch_eventlog_published_total, instance)").
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+			Multi(true).IncludeAll(true).AllValue(".*").
+			Current(option("All", "$__all"))).
+		WithPanel(promPanel("HTTP requests by route", "reqps",
+			promQuery{`sum by (route) (rate(deploywatch_http_requests_total{` + inst + `}[$__rate_interval]))`, "{{route}}"})).
+		WithPanel(promPanel("Ingest rate", "short",
+			promQuery{`sum(rate(deploywatch_ingest_samples_per_request_sum{` + inst + `}[$__rate_interval]))`, "samples/s via the API"},
+			promQuery{`sum(rate(deploywatch_remote_write_samples_total{` + inst + `}[$__rate_interval]))`, "samples/s via remote_write"},
+			promQuery{`sum(rate(deploywatch_eventlog_published_total{` + inst + `}[$__rate_interval]))`, "events/s published"},
+			promQuery{`sum(rate(deploywatch_eventlog_duplicates_total{` + inst + `}[$__rate_interval]))`, "duplicates/s"})).
+		WithPanel(promPanel("Consumer pending", "short",
+			promQuery{`max by (stream) (deploywatch_sink_consumer_pending{` + inst + `})`, "{{stream}}"}).
+			Description("Messages JetStream holds for the ClickHouse sink, per stream: growing means ClickHouse falls behind.")).
+		WithPanel(promPanel("Sink throughput", "short",
+			promQuery{`sum by (stream) (rate(deploywatch_sink_acked_messages_total{` + inst + `}[$__rate_interval]))`, "{{stream}} messages/s"},
+			promQuery{`sum by (stream) (rate(deploywatch_sink_batch_rows_sum{` + inst + `}[$__rate_interval]))`, "{{stream}} rows/s"})).
+		WithPanel(promPanel("ClickHouse insert latency", "s",
+			promQuery{`sum by (stream) (rate(deploywatch_sink_insert_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum by (stream) (rate(deploywatch_sink_insert_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "{{stream}} mean"},
+			promQuery{`histogram_quantile(0.99, sum by (stream, vmrange) (rate(deploywatch_sink_insert_duration_seconds_bucket{` + inst + `}[$__rate_interval])))`, "{{stream}} p99 (VictoriaMetrics)"}).
+			Description("Mean per insert; the p99 series needs VictoriaMetrics (vmrange buckets).")).
+		WithPanel(promPanel("Publish and request latency", "s",
+			promQuery{`sum(rate(deploywatch_eventlog_publish_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum(rate(deploywatch_eventlog_publish_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "JetStream publish mean"},
+			promQuery{`sum by (route) (rate(deploywatch_http_request_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum by (route) (rate(deploywatch_http_request_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "{{route}} mean"})).
+		WithPanel(promPanel("Errors", "short",
+			promQuery{`sum by (stream) (rate(deploywatch_sink_insert_errors_total{` + inst + `}[$__rate_interval]))`, "{{stream}} insert errors/s"},
+			promQuery{`sum by (stream) (rate(deploywatch_sink_dead_letters_total{` + inst + `}[$__rate_interval]))`, "{{stream}} dead letters/s"},
+			promQuery{`sum(rate(deploywatch_eventlog_publish_errors_total{` + inst + `}[$__rate_interval]))`, "publish errors/s"},
+			promQuery{`sum(rate(deploywatch_ingest_rejected_requests_total{` + inst + `}[$__rate_interval]))`, "rejected requests/s"},
+			promQuery{`sum(rate(deploywatch_http_requests_total{code=~"5..", ` + inst + `}[$__rate_interval]))`, "HTTP 5xx/s"},
+			promQuery{`sum(rate(deploywatch_delivery_record_errors_total{` + inst + `}[$__rate_interval]))`, "delivery record errors/s"}).
+			Span(24)).
+		WithPanel(promPanel("Impact analysis", "short",
+			promQuery{`sum(deploywatch_impact_open_analyses{` + inst + `})`, "open analyses"},
+			promQuery{`sum(rate(deploywatch_impact_verdicts_total{` + inst + `}[$__rate_interval])) * 60`, "verdicts/min"},
+			promQuery{`sum(rate(deploywatch_impact_late_samples_total{` + inst + `}[$__rate_interval])) * 60`, "late samples/min"})).
+		WithPanel(promPanel("Webhook deliveries", "short",
+			promQuery{`sum by (outcome) (rate(deploywatch_delivery_attempts_total{outcome!="", ` + inst + `}[$__rate_interval])) * 60`, "{{outcome}}/min"}))
+}
+
+// promPanel is a line chart of PromQL queries on the $prometheus datasource.
+func promPanel(title, unit string, qs ...promQuery) *timeseries.PanelBuilder {
+	var ts []cog.Builder[variants.Dataquery]
+	for i, q := range qs {
+		ts = append(ts, prometheus.NewDataqueryBuilder().
+			RefId(string(rune('A'+i))).
+			Datasource(*prometheusRef()).
+			Expr(q.expr).
+			LegendFormat(q.legend).
+			Range())
+	}
+	return timeseries.NewPanelBuilder().
+		Title(title).
+		Datasource(*prometheusRef()).
+		Targets(ts).
+		Unit(unit).
+		Min(0).
+		Height(8).Span(12).
+		FillOpacity(10).
+		ShowPoints(common.VisibilityModeNever).
+		Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending))
+}

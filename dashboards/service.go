@@ -1,0 +1,228 @@
+package dashboards
+
+import (
+	"strings"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// The queries read the tables of the datasource's default database (its
+// "Default database" setting): no database name is written into them.
+//
+// Every query runs on ClickHouse 18.16 and on current servers: time buckets
+// are intDiv(toUInt32(t), $__interval_s) * $__interval_s ($__timeInterval
+// needs toStartOfInterval, which 18.16 lacks), tables whose copies merge away
+// later are folded (any() per key, argMax per deploy) where FINAL would be
+// slower, and columns are renamed (d_*, v_*, r_*) inside subqueries because a
+// ClickHouse alias is visible in the whole SELECT.
+
+// serviceFilter selects one service in one environment (single-value variables).
+const serviceFilter = `service = ${service:singlequote} AND env = ${env:singlequote}`
+
+// serviceMinutes are the service's metrics_1m rows in the time range with
+// the rollup columns cols (each as r_<col>), their copies folded away: a copy
+// (a redelivered message) has the same key, source_id included, and the same
+// values, so any() of a group is what FINAL would keep. On 18.16 FINAL merges
+// every part of the range in one thread (about 0.5 s for 30 days of one
+// service among 100); the GROUP BY runs in parallel, and reads only cols.
+func serviceMinutes(cols ...string) string {
+	var b strings.Builder
+	b.WriteString("(\n    SELECT\n        minute,\n        version,\n        source_id")
+	for _, c := range cols {
+		b.WriteString(",\n        any(" + c + ") AS r_" + c)
+	}
+	b.WriteString("\n    FROM metrics_1m\n    WHERE " + serviceFilter + " AND $__timeFilter(minute)\n    GROUP BY minute, version, source_id\n)")
+	return b.String()
+}
+
+// minuteBucket is a metrics_1m minute rounded down to the panel's interval.
+const minuteBucket = `toDateTime(intDiv(toUInt32(minute), $__interval_s) * $__interval_s)`
+
+const (
+	sqlEnvs = `SELECT DISTINCT env FROM deploy_changes ORDER BY env`
+
+	// Services with deploys, and services that reported traffic in the last day.
+	sqlServices = `SELECT DISTINCT service
+FROM
+(
+    SELECT service FROM deploy_changes WHERE env = ${env:singlequote}
+    UNION ALL
+    SELECT service FROM metrics_1m WHERE env = ${env:singlequote} AND minute >= now() - INTERVAL 1 DAY
+)
+ORDER BY service`
+)
+
+// The metrics panels' queries.
+var (
+	sqlRequestRate = `SELECT
+    ` + minuteBucket + ` AS time,
+    sum(r_requests) / $__interval_s AS requests_per_s
+FROM ` + serviceMinutes("requests") + `
+GROUP BY time
+ORDER BY time`
+
+	sqlErrorRate = `SELECT
+    ` + minuteBucket + ` AS time,
+    if(sum(r_requests) = 0, 0, sum(r_errors) / sum(r_requests)) AS error_rate
+FROM ` + serviceMinutes("requests", "errors") + `
+GROUP BY time
+ORDER BY time`
+
+	// The rollup keeps each quantile as a request-weighted sum: their ratio is
+	// the request-weighted mean of the quantiles the instances reported.
+	sqlLatency = `SELECT
+    ` + minuteBucket + ` AS time,
+    sum(r_latency_p50_wsum) / nullIf(sum(r_latency_p50_weight), 0) AS p50,
+    sum(r_latency_p95_wsum) / nullIf(sum(r_latency_p95_weight), 0) AS p95,
+    sum(r_latency_p99_wsum) / nullIf(sum(r_latency_p99_weight), 0) AS p99
+FROM ` + serviceMinutes("latency_p50_wsum", "latency_p50_weight", "latency_p95_wsum", "latency_p95_weight",
+		"latency_p99_wsum", "latency_p99_weight") + `
+GROUP BY time
+ORDER BY time`
+
+	// One series per version: during a canary the new version and the old
+	// one report in the same minutes, side by side.
+	sqlVersionLatency = `SELECT
+    ` + minuteBucket + ` AS time,
+    version,
+    sum(r_latency_p95_wsum) / nullIf(sum(r_latency_p95_weight), 0) AS p95
+FROM ` + serviceMinutes("latency_p95_wsum", "latency_p95_weight") + `
+GROUP BY time, version
+ORDER BY time`
+
+	sqlVersionErrors = `SELECT
+    ` + minuteBucket + ` AS time,
+    version,
+    if(sum(r_requests) = 0, 0, sum(r_errors) / sum(r_requests)) AS error_rate
+FROM ` + serviceMinutes("requests", "errors") + `
+GROUP BY time, version
+ORDER BY time`
+)
+
+const (
+	// serviceDeploys folds the service's deploy changes in the time range into
+	// deploys, as the deploys view does (the latest change by (event_time,
+	// status_rank) wins), reading only this service's part of the table.
+	serviceDeploys = `(
+    SELECT
+        deploy_id,
+        argMax(version, (event_time, status_rank))  AS d_version,
+        argMax(status, (event_time, status_rank))   AS d_status,
+        argMax(strategy, (event_time, status_rank)) AS d_strategy,
+        min(ifNull(started_at, event_time))         AS d_started
+    FROM deploy_changes
+    WHERE ` + serviceFilter + ` AND $__timeFilter(event_time)
+    GROUP BY deploy_id
+)`
+
+	// serviceVerdicts is each deploy's latest verdict, as latest_verdicts
+	// folds them (a final verdict wins, then the newest), without its body.
+	serviceVerdicts = `(
+    SELECT
+        deploy_id,
+        argMax(status, (final, evaluated_at)) AS v_status,
+        argMax(score, (final, evaluated_at))  AS v_score,
+        argMax(final, (final, evaluated_at))  AS v_final,
+        argMax(reason, (final, evaluated_at)) AS v_reason
+    FROM deploy_verdicts
+    WHERE deploy_id != '' AND ` + serviceFilter + ` AND evaluated_at >= $__fromTime
+    GROUP BY deploy_id
+)`
+
+	sqlRecentDeploys = `SELECT
+    d_started AS started,
+    deploy_id,
+    d_version AS version,
+    d_status AS status,
+    if(d_strategy = '', 'rolling', d_strategy) AS strategy,
+    if(v_status = '', 'none', v_status) AS verdict,
+    v_score AS score,
+    if(v_final = 1, 'final', 'interim') AS evaluation,
+    v_reason AS reason
+FROM ` + serviceDeploys + `
+ALL LEFT JOIN ` + serviceVerdicts + ` USING deploy_id
+ORDER BY started DESC
+LIMIT 200`
+
+	// deployMarks are the service's deploys as annotations with their verdict
+	// class; one annotation query per class gives each its colour.
+	deployMarks = `SELECT
+    d_started AS time,
+    concat(d_version, ' ', d_status, if(v_status = '', ' (no verdict yet)',
+        concat(': ', v_status, ' ', toString(v_score), '/100, ', v_reason))) AS text,
+    multiIf(v_status = 'bad' OR d_status IN ('failed', 'rolled_back'), 'bad',
+        v_status IN ('healthy', 'marginal'), v_status, 'unjudged') AS tags
+FROM ` + serviceDeploys + `
+ALL LEFT JOIN ` + serviceVerdicts + ` USING deploy_id`
+
+	sqlMarksHealthy  = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'healthy' ORDER BY time`
+	sqlMarksMarginal = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'marginal' ORDER BY time`
+	sqlMarksBad      = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'bad' ORDER BY time`
+	sqlMarksUnjudged = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'unjudged' ORDER BY time`
+)
+
+func serviceImpact() *dashboard.DashboardBuilder {
+	mark := func(name, color, sql string) *dashboard.AnnotationQueryBuilder {
+		return dashboard.NewAnnotationQueryBuilder().
+			Name(name).
+			Datasource(*clickhouseRef()).
+			Enable(true).
+			IconColor(color).
+			Target(sqlQuery("deploys", FormatTable, sql))
+	}
+	return newDashboard(ServiceImpactUID, "deploywatch: service deploy impact",
+		"Traffic, errors and latency of one service with every deploy marked by its verdict; "+
+			"the recent deploys with verdict, score and reason; new and old versions side by side.",
+		"now-6h").
+		WithVariable(clickhouseVariable()).
+		WithVariable(sqlVariable("env", "Environment", sqlEnvs)).
+		WithVariable(sqlVariable("service", "Service", sqlServices)).
+		Annotation(mark("Deploys: healthy", "green", sqlMarksHealthy)).
+		Annotation(mark("Deploys: marginal", "yellow", sqlMarksMarginal)).
+		Annotation(mark("Deploys: bad, failed or rolled back", "red", sqlMarksBad)).
+		Annotation(mark("Deploys: no verdict", "blue", sqlMarksUnjudged)).
+		WithPanel(timeseriesPanel("Request rate", "reqps", sqlRequestRate).
+			Description("Requests per second, all versions and instances.")).
+		WithPanel(timeseriesPanel("Error rate", "percentunit", sqlErrorRate).
+			Description("Failed requests ÷ requests.")).
+		WithPanel(timeseriesPanel("Latency p50 / p95 / p99", "ms", sqlLatency).
+			Description("Request-weighted mean of the quantiles the instances reported.").Span(24)).
+		WithPanel(timeseriesPanel("Latency p95 by version", "ms", sqlVersionLatency).
+			Description("One series per version: during a canary, the new version against the old one.")).
+		WithPanel(timeseriesPanel("Error rate by version", "percentunit", sqlVersionErrors).
+			Description("One series per version: during a canary, the new version against the old one.")).
+		WithPanel(table.NewPanelBuilder().
+			Title("Recent deploys").
+			Description("Deploys in the time range, newest first, with the impact analysis' latest verdict.").
+			Datasource(*clickhouseRef()).
+			Targets(targets(sqlQuery("A", FormatTable, sqlRecentDeploys))).
+			Height(10).Span(24).
+			SortBy([]cog.Builder[common.TableSortByFieldState]{sortDesc("started")}).
+			OverrideByName("score", []dashboard.DynamicConfigValue{
+				{Id: "thresholds", Value: mustBuild(thresholds("red", step{50, "orange"}, step{80, "green"}))},
+				{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
+			}))
+}
+
+// timeseriesPanel is a line chart of one ClickHouse time-series query.
+func timeseriesPanel(title, unit, sql string) *timeseries.PanelBuilder {
+	return timeseries.NewPanelBuilder().
+		Title(title).
+		Datasource(*clickhouseRef()).
+		Targets(targets(sqlQuery("A", FormatTimeSeries, sql))).
+		Unit(unit).
+		Min(0).
+		Interval("1m"). // the rollup's resolution: no finer buckets
+		Height(8).Span(12).
+		FillOpacity(10).
+		ShowPoints(common.VisibilityModeNever).
+		Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending)).
+		Legend(common.NewVizLegendOptionsBuilder().
+			DisplayMode(common.LegendDisplayModeList).
+			Placement(common.LegendPlacementBottom).
+			ShowLegend(true))
+}
