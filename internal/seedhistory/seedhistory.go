@@ -196,8 +196,10 @@ func Write(ctx context.Context, ch Batcher, cfg Config) (Summary, error) {
 						seg.canaryTo = d.finished.Add(30 * time.Minute)
 					}
 					segments[s] = append(segments[s], seg)
-					if d.class == schema.VerdictBad && (k/10)%3 != 2 {
-						// Two bad deploys of three are rolled back 25 minutes in.
+					if d.class == schema.VerdictBad && ((k/10)%3 != 2 || d.finished.After(cfg.End.Add(-8*24*time.Hour))) {
+						// Two bad deploys of three are rolled back 25 minutes in,
+						// and every one of the last 8 days: a week's view of one
+						// service shows a rollback whatever day the history ends.
 						d.rolledBackAt = d.finished.Add(25 * time.Minute)
 						segments[s] = append(segments[s], segment{from: d.rolledBackAt, version: prev})
 					}
