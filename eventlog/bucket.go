@@ -50,6 +50,18 @@ func (b *Bucket) Put(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// Has tells whether key is in the bucket.
+func (b *Bucket) Has(ctx context.Context, key string) (bool, error) {
+	_, err := b.kv.Get(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("cannot read %s from the bucket %s: %w", key, b.name, err)
+}
+
 // Delete removes key.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	if err := b.kv.Delete(ctx, key); err != nil {

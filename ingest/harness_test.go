@@ -58,6 +58,9 @@ type setup struct {
 	// noFinisher, none runs (see harness.startFinisher).
 	finishDelay time.Duration
 	noFinisher  bool
+	// deliveryLog gives the webhook routes a delivery log (a key-value
+	// bucket, as serve does).
+	deliveryLog bool
 }
 
 func start(t testing.TB, s setup) *harness {
@@ -90,6 +93,12 @@ func start(t testing.TB, s setup) *harness {
 	}
 	if s.cfg.RemoteWrite.Parts == nil {
 		s.cfg.RemoteWrite.Parts = parts
+	}
+	if s.deliveryLog {
+		s.cfg.Webhooks.Deliveries, err = eventlog.OpenBucket(testContext(t), js, eventlog.BucketConfig{Name: "webhook_deliveries", MaxAge: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if s.ackTimeout == 0 {
 		s.ackTimeout = 10 * time.Second

@@ -77,23 +77,24 @@ func eventID(ev schema.Event) string {
 }
 
 // publish encodes events into event log messages, publishes them all and
-// answers 202 only when every one was acknowledged.
-func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer any) {
+// answers 202 only when every one was acknowledged; it tells whether it did.
+func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer any) bool {
 	msgs, err := a.messages(events)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error(), nil)
-		return
+		return false
 	}
 	if err := a.pub.Publish(r.Context(), msgs); err != nil {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			return // the sender went away; it got no 2xx, so it will send again
+			return false // the sender went away; it got no 2xx, so it will send again
 		}
 		a.log.Warn("cannot publish to the event log", "route", r.URL.Path, "messages", len(msgs), "err", err)
 		w.Header().Set("Retry-After", a.retryAfter())
 		writeError(w, http.StatusServiceUnavailable, "the event log cannot take writes right now; nothing was lost that you need to keep: retry the same request later ("+err.Error()+")", nil)
-		return
+		return false
 	}
 	writeJSON(w, http.StatusAccepted, answer)
+	return true
 }
 
 // messages encodes events for the event log; metric batches are split so that

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,6 +31,19 @@ type WebhookConfig struct {
 	// GitHubDeployWorkflows is a path.Match glob: completed workflow runs
 	// whose workflow name matches it are deploys. "" means no workflow is.
 	GitHubDeployWorkflows string
+	// Deliveries remembers the deliveries whose events the event log
+	// acknowledged, so that one sent again (GitHub's Redeliver, GitLab's
+	// retries, a replayed request) is answered without publishing. nil
+	// leaves deduplication to the events' ids alone.
+	Deliveries DeliveryLog
+}
+
+// DeliveryLog is where webhook delivery ids are remembered, such as a
+// JetStream key-value bucket whose keys expire.
+type DeliveryLog interface {
+	// Has tells whether key was put.
+	Has(ctx context.Context, key string) (bool, error)
+	Put(ctx context.Context, key string, value []byte) error
 }
 
 // webhookDefaultEnv is the env of a deploy whose sender names none (a
@@ -100,7 +114,51 @@ func (a *API) answerWebhook(w http.ResponseWriter, r *http.Request, sender, deli
 		}
 		events[i], ids[i] = ev, eventID(ev)
 	}
-	a.publish(w, r, events, webhookAnswer{Accepted: len(events), IDs: ids})
+	key := ""
+	if a.cfg.Webhooks.Deliveries != nil {
+		key = deliveryKey(sender, delivery)
+	}
+	if a.deliverySeen(r.Context(), sender, key) {
+		writeJSON(w, http.StatusAccepted, webhookAnswer{IDs: ids,
+			Reason: "delivery " + delivery + " was received before and its events are stored; nothing was stored again"})
+		return
+	}
+	if !a.publish(w, r, events, webhookAnswer{Accepted: len(events), IDs: ids}) || key == "" {
+		return
+	}
+	// Remembered only after the event log took the events: a delivery
+	// that failed here is processed in full when it is sent again.
+	if err := a.cfg.Webhooks.Deliveries.Put(r.Context(), key, nil); err != nil {
+		a.log.Warn("cannot remember a webhook delivery; a re-delivery of it will be deduplicated by its events' ids", "sender", sender, "delivery", delivery, "err", err)
+	}
+}
+
+// deliveryKey is the delivery log's key of a delivery id, or "" without an
+// id. Ids are hashed: a key may not hold every byte a
+// header can.
+func deliveryKey(sender, delivery string) string {
+	if delivery == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(delivery))
+	return sender + "." + hex.EncodeToString(sum[:16])
+}
+
+// deliverySeen tells whether the delivery log has key. When the log cannot
+// be read the delivery is processed: its events' ids still deduplicate it.
+func (a *API) deliverySeen(ctx context.Context, sender, key string) bool {
+	if key == "" {
+		return false
+	}
+	seen, err := a.cfg.Webhooks.Deliveries.Has(ctx, key)
+	if err != nil {
+		a.log.Warn("cannot read the webhook delivery log; processing the delivery", "sender", sender, "err", err)
+		return false
+	}
+	if seen {
+		a.metrics.GetOrCreateCounter(`deploywatch_webhook_repeated_deliveries_total{sender="` + sender + `"}`).Inc()
+	}
+	return seen
 }
 
 // validGitHubSignature checks header ("sha256=<hex>") against the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +233,61 @@ func TestGitHubWebhookDeploymentStates(t *testing.T) {
 	f("failure", schema.DeployFailed, 2)
 	f("error", schema.DeployFailed, 2)
 	f("inactive", "", 2)
+}
+
+// A delivery id is used once: sent again, even with another signed body,
+// it is answered 202 with the reason and nothing is published. A delivery
+// that was refused is not remembered, and GitLab's Idempotency-Key counts
+// across its retries.
+func TestWebhookDeliveryIDsAreUsedOnce(t *testing.T) {
+	s := githubSetup("", nil)
+	s.cfg.Webhooks.GitLabToken = testGitLabToken
+	s.deliveryLog = true
+	h := start(t, s)
+	created := githubPayload(t, "deployment/payload.json")
+	succeeded := githubPayload(t, "deployment_status/payload.json")
+
+	first := answerOf(t, postGitHub(h, "deployment", "d-1", testGitHubSecret, created))
+	if first.Accepted != 1 {
+		t.Fatalf("first delivery answered %+v, want 1 accepted", first)
+	}
+	for _, body := range [][]byte{created, succeeded} {
+		again := answerOf(t, postGitHub(h, "deployment", "d-1", testGitHubSecret, body))
+		if again.Accepted != 0 || !strings.Contains(again.Reason, "received before") {
+			t.Fatalf("delivery d-1 sent again answered %+v, want 0 accepted and why", again)
+		}
+	}
+	if n := h.count(schema.ChangesStream); n != 1 {
+		t.Fatalf("%d messages after one delivery and two replays of its id, want 1", n)
+	}
+	// Refused for its signature, then sent right: processed.
+	wantCode(t, postGitHub(h, "deployment_status", "d-2", "not the secret", succeeded), http.StatusUnauthorized)
+	if a := answerOf(t, postGitHub(h, "deployment_status", "d-2", testGitHubSecret, succeeded)); a.Accepted != 1 {
+		t.Fatalf("d-2 after a refused attempt answered %+v, want 1 accepted", a)
+	}
+
+	gitlab := func(key string, body []byte) webhookAnswer {
+		return answerOf(t, h.postJSON("/webhooks/gitlab", body, "X-Gitlab-Event", "Deployment Hook",
+			"X-Gitlab-Event-UUID", key+"-uuid", "Idempotency-Key", key, "X-Gitlab-Token", testGitLabToken))
+	}
+	running := gitlabPayload(t, "deployment-running.json")
+	if a := gitlab("k-1", running); a.Accepted != 1 {
+		t.Fatalf("GitLab delivery answered %+v, want 1 accepted", a)
+	}
+	if a := gitlab("k-1", gitlabPayload(t, "deployment-success.json")); a.Accepted != 0 {
+		t.Fatalf("GitLab retry with the same Idempotency-Key answered %+v, want 0 accepted", a)
+	}
+	if n := h.count(schema.ChangesStream); n != 3 {
+		t.Fatalf("%d messages, want 3 (GitHub's two, GitLab's one)", n)
+	}
+	r := h.get("/metrics")
+	wantCode(t, r, http.StatusOK)
+	for _, want := range []string{
+		`deploywatch_webhook_repeated_deliveries_total{sender="github"} 2`,
+		`deploywatch_webhook_repeated_deliveries_total{sender="gitlab"} 1`,
+	} {
+		if !strings.Contains(string(r.body), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }

@@ -28,7 +28,13 @@ func (a *API) postGitLabWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	events, err := gitlabEvents(body, a.cfg.Webhooks)
-	a.answerWebhook(w, r, "gitlab", r.Header.Get("X-Gitlab-Event-UUID"), events, err)
+	// GitLab 17.4+ keeps Idempotency-Key across its retries; older ones send
+	// only the event's UUID.
+	delivery := r.Header.Get("Idempotency-Key")
+	if delivery == "" {
+		delivery = r.Header.Get("X-Gitlab-Event-UUID")
+	}
+	a.answerWebhook(w, r, "gitlab", delivery, events, err)
 }
 
 type gitlabProject struct {

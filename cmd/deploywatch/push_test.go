@@ -17,7 +17,8 @@ import (
 )
 
 // TestServePushesIntoCommits goes through the real serve wiring: a signed
-// GitHub push delivery, delivered twice, and a push sent to POST
+// GitHub push delivery, delivered twice (and once more under a delivery id
+// seen before), and a push sent to POST
 // /api/v1/events by a CI system become rows of commits, once each.
 func TestServePushesIntoCommits(t *testing.T) {
 	const secret = "e2e-push-secret"
@@ -32,7 +33,7 @@ func TestServePushesIntoCommits(t *testing.T) {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	signature := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-	for _, delivery := range []string{"push-delivery-1", "push-delivery-2"} {
+	for i, delivery := range []string{"push-delivery-1", "push-delivery-2", "push-delivery-1"} {
 		req, err := http.NewRequest(http.MethodPost, p.api+"/webhooks/github", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -49,6 +50,10 @@ func TestServePushesIntoCommits(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted || !bytes.Contains(answer, []byte(`"gh-push-186853002-6113728f27ae82c7b1a177c8d03f9e96e0adf246"`)) {
 			t.Fatalf("POST push %s: %d %s", delivery, resp.StatusCode, answer)
+		}
+		// The delivery id seen before is answered from serve's delivery log.
+		if replayed := bytes.Contains(answer, []byte(`"accepted":0`)); replayed != (i == 2) {
+			t.Fatalf("POST push %s (%d): %s", delivery, i, answer)
 		}
 	}
 	code, answer := p.post(t, "/api/v1/events", []byte(`{"type":"push","service":"checkout","repo":"acme/checkout","ref":"refs/heads/main",

@@ -205,6 +205,15 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	remoteWrite.Parts = rwParts
+	// Webhook delivery ids, so a delivery sent again is not published again;
+	// GitHub redelivers up to 3 days back, a week covers that and GitLab's retries.
+	webhooks.Deliveries, err = eventlog.OpenBucket(setupCtx, js, eventlog.BucketConfig{
+		Name: "webhook_deliveries", Description: "deploywatch: GitHub and GitLab webhook deliveries whose events the event log acknowledged",
+		MaxAge: 7 * 24 * time.Hour, Replicas: c.natsReplicas,
+	})
+	if err != nil {
+		return err
+	}
 
 	// ClickHouse.
 	dsn := c.clickhouseDSN
