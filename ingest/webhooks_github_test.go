@@ -291,3 +291,45 @@ func TestWebhookDeliveryIDsAreUsedOnce(t *testing.T) {
 		}
 	}
 }
+
+// The fixtures are the shared senders' payloads: every one of
+// ../shared/testdata/github-webhooks (beside the checkout, as in CI) is kept
+// here unchanged, and every one is answered 202 (mapped, or with why not)
+// with nothing refused.
+func TestGitHubWebhookSharedFixtures(t *testing.T) {
+	shared := filepath.Join("..", "..", "shared", "testdata", "github-webhooks")
+	if _, err := os.Stat(shared); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI runs with ../shared beside the checkout: %v", err)
+		}
+		shared = filepath.Join("testdata", "github-webhooks") // a checkout of its own: the copy
+	}
+	h := start(t, githubSetup("*", nil))
+	n := 0
+	err := filepath.WalkDir(shared, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return err
+		}
+		rel, _ := filepath.Rel(shared, path)
+		body, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if kept := githubPayload(t, rel); !bytes.Equal(kept, body) {
+			t.Errorf("testdata/github-webhooks/%s differs from %s: copy it again", rel, path)
+		}
+		event := filepath.Dir(rel)
+		r := postGitHub(h, event, "fixture-"+rel, testGitHubSecret, body)
+		if r.code != http.StatusAccepted {
+			t.Errorf("%s: %d %s, want 202", rel, r.code, r.body)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 9 {
+		t.Fatalf("posted %d payloads from %s, want the 9 or more there are", n, shared)
+	}
+}
