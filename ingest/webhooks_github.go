@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +28,7 @@ type WebhookConfig struct {
 	// project's path_with_namespace or path) to a deploywatch service. A
 	// repository not in it is the service of its own name.
 	ServiceMap map[string]string
-	// GitHubDeployWorkflows is a path.Match glob: completed workflow runs
+	// GitHubDeployWorkflows is a pattern (* any characters, ? one): completed workflow runs
 	// whose workflow name matches it are deploys. "" means no workflow is.
 	GitHubDeployWorkflows string
 	// Deliveries remembers the deliveries whose events the event log
@@ -334,7 +334,7 @@ func githubWorkflowRun(p *githubPayload, service, pattern string) ([]webhookEven
 	if pattern == "" {
 		return nil, errWebhookIgnored("workflow runs are not deploys here: set --github-deploy-workflows to a glob of the names of the workflows that deploy")
 	}
-	if ok, _ := path.Match(pattern, name); !ok {
+	if !matchWorkflow(pattern, name) {
 		return nil, errWebhookIgnored("workflow " + strconv.Quote(name) + " does not match --github-deploy-workflows " + strconv.Quote(pattern))
 	}
 	var status schema.DeployStatus
@@ -432,4 +432,15 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// matchWorkflow tells whether a workflow's name matches pattern, where * is
+// any run of characters and ? any one. Unlike path.Match, * crosses "/":
+// workflow names such as "Deploy / production" are not paths.
+func matchWorkflow(pattern, name string) bool {
+	re := regexp.QuoteMeta(pattern)
+	re = strings.ReplaceAll(re, `\*`, ".*")
+	re = strings.ReplaceAll(re, `\?`, ".")
+	ok, err := regexp.MatchString("^(?s:"+re+")$", name)
+	return err == nil && ok
 }

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,7 +17,7 @@ func (a *API) postGitLabWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "GitLab webhooks are off: no token is configured; set --gitlab-webhook-token (or DEPLOYWATCH_GITLAB_WEBHOOK_TOKEN) to the webhook's secret token. Unverified deliveries are never accepted", nil)
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Gitlab-Token")), []byte(want)) != 1 {
+	if !sameSecret(r.Header.Get("X-Gitlab-Token"), want) {
 		a.rejected.Inc()
 		writeError(w, http.StatusUnauthorized, "missing or wrong X-Gitlab-Token: the webhook's secret token must equal --gitlab-webhook-token", nil)
 		return

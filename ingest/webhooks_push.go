@@ -75,7 +75,10 @@ func githubPushEvent(body []byte, cfg WebhookConfig) ([]webhookEvent, error) {
 		if err != nil {
 			return nil, err
 		}
-		push.Commits = append(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
+		push.Commits = appendPushCommit(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
+	}
+	if len(push.Commits) == 0 {
+		return nil, errNoUsableCommitTime
 	}
 	var err error
 	switch {
@@ -132,7 +135,10 @@ func gitlabPush(p *gitlabPayload, service, project string) ([]webhookEvent, erro
 		if err != nil {
 			return nil, err
 		}
-		push.Commits = append(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
+		push.Commits = appendPushCommit(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
+	}
+	if len(push.Commits) == 0 {
+		return nil, errNoUsableCommitTime
 	}
 	// GitLab does not say when the push happened: the newest commit is the
 	// latest time known to be no later than it, and the same on redelivery.
@@ -140,6 +146,20 @@ func gitlabPush(p *gitlabPayload, service, project string) ([]webhookEvent, erro
 	push.Normalize()
 	return []webhookEvent{push}, nil
 }
+
+// appendPushCommit appends c unless its time is one no event may carry
+// (before 2000, or more than an hour ahead: a committer's clock, a rewritten
+// date). Such a commit says nothing true about lead time, and refusing the
+// push for it would lose its other commits and mark the hook as failing.
+func appendPushCommit(commits []schema.Commit, c schema.Commit) []schema.Commit {
+	if !schema.UsableTime(c.Time.Time) {
+		return commits
+	}
+	return append(commits, c)
+}
+
+// errNoUsableCommitTime answers a push none of whose commits has a usable time.
+var errNoUsableCommitTime = errWebhookIgnored("no commit of the push has a usable time (all before 2000 or more than an hour ahead): nothing for lead time")
 
 // pushIgnored says why a push maps to no event: it is not to a branch, it
 // deleted one, or it carried no commits.

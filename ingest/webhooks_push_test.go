@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/deploywatch/deploywatch/schema"
 )
@@ -199,6 +201,28 @@ func TestGitHubPushShapes(t *testing.T) {
 	wantCode(t, postGitHub(h, "push", "d-4", testGitHubSecret, bad), http.StatusBadRequest)
 	if n := h.count(schema.ChangesStream); n != 2 {
 		t.Fatalf("stored %d messages, want the 2 pushes", n)
+	}
+
+	// A commit dated before 2000 or hours ahead (a committer's clock) is
+	// left out; the push keeps its other commits. None usable: 202 and why.
+	skewed := editJSON(t, three, func(doc map[string]any) {
+		doc["after"] = "e5f60718293a4b5c6d7e8f9012345678901234ab"
+		cs := doc["commits"].([]any)
+		cs[0].(map[string]any)["timestamp"] = "1970-01-01T00:00:00Z"
+		cs[1].(map[string]any)["timestamp"] = time.Now().Add(5 * time.Hour).UTC().Format(time.RFC3339)
+	})
+	if got := post("d-5", skewed); got.Accepted != 1 {
+		t.Fatalf("push with two unusable commit times: answer %+v, want it accepted", got)
+	}
+	if stored := storedPushes(t, h); len(stored) != 3 || len(stored[2].Commits) != 1 || stored[2].Commits[0].SHA != c {
+		t.Fatalf("stored %+v, want a third push with only commit %s", stored, c)
+	}
+	none := editJSON(t, skewed, func(doc map[string]any) {
+		doc["after"] = "f60718293a4b5c6d7e8f9012345678901234abcd"
+		doc["commits"] = doc["commits"].([]any)[:2]
+	})
+	if got := post("d-6", none); got.Accepted != 0 || !strings.Contains(got.Reason, "no commit of the push has a usable time") {
+		t.Fatalf("push without a usable commit time: answer %+v, want 0 accepted and why", got)
 	}
 }
 

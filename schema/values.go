@@ -66,6 +66,12 @@ func (t Time) check(p *problems, field string, required bool) {
 	}
 }
 
+// UsableTime tells whether t passes the checks every event time gets: not
+// before the year 2000 and at most maxClockSkew in the future.
+func UsableTime(t time.Time) bool {
+	return t.Year() >= 2000 && !t.After(time.Now().Add(maxClockSkew))
+}
+
 // maxClockSkew is how far in the future an event time may lie before it is
 // taken for a wrong clock or time zone.
 const maxClockSkew = time.Hour

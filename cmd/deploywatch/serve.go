@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -81,7 +80,7 @@ func serveCommand(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&c.githubWebhookSecret, "github-webhook-secret", "", "secret of the GitHub webhook posting to /webhooks/github, which verifies X-Hub-Signature-256 (none: the route answers 503)")
 	fs.StringVar(&c.gitlabWebhookToken, "gitlab-webhook-token", "", "secret token of the GitLab webhook posting to /webhooks/gitlab, compared with X-Gitlab-Token (none: the route answers 503)")
 	fs.StringVar(&c.webhookServiceMap, "webhook-service-map", "", "comma-separated repo=service pairs naming the service of a GitHub repository or GitLab project (owner/name or name; none: the repository's name)")
-	fs.StringVar(&c.githubDeployWorkflows, "github-deploy-workflows", "", "glob of the GitHub Actions workflow names whose completed runs are deploys, e.g. 'Deploy*' (none: workflow runs are not deploys)")
+	fs.StringVar(&c.githubDeployWorkflows, "github-deploy-workflows", "", "pattern of the GitHub Actions workflow names whose completed runs are deploys, * any characters and ? one, e.g. 'Deploy*' (none: workflow runs are not deploys)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 10<<20, "largest request body accepted, after decompression")
 	fs.Int64Var(&c.memoryLimit, "memory-limit", 256<<20, "soft limit in bytes for the Go heap: the garbage collector works harder near it (0: none; GOMEMLIMIT wins when set)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -494,9 +493,6 @@ func webhookConfig(c serveConfig) (ingest.WebhookConfig, error) {
 		GitHubDeployWorkflows: c.githubDeployWorkflows,
 	}
 	var errs []error
-	if _, err := path.Match(w.GitHubDeployWorkflows, ""); err != nil {
-		errs = append(errs, fmt.Errorf("--github-deploy-workflows %q is not a valid glob: %w", w.GitHubDeployWorkflows, err))
-	}
 	for _, pair := range splitList(c.webhookServiceMap) {
 		repo, service, ok := strings.Cut(pair, "=")
 		repo, service = strings.TrimSpace(repo), strings.TrimSpace(service)
