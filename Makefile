@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: setup build test fuzz bench run clean
 
-## setup: install clickhouse-server, nats-server, prometheus and prometheus-alertmanager (apt) and build bin/deploywatch
+## setup: install clickhouse-server, nats-server, prometheus, prometheus-alertmanager, curl and jq (apt) and build bin/deploywatch
 setup:
 	./scripts/setup.sh
 	$(MAKE) build

@@ -3,7 +3,8 @@
 # and clickhouse-client from the distribution, nats-server (the tests run
 # deploywatch against an external NATS too), and prometheus and
 # prometheus-alertmanager (the tests run them as real senders to /api/v1/write and
-# /webhooks/alertmanager). Only what is missing is installed, and the services
+# /webhooks/alertmanager), and curl and jq (the recipe tests run the recipes'
+# shell). Only what is missing is installed, and the services
 # apt starts for the packages this run installed are stopped and disabled: the
 # tests start their own on free ports. Safe to run again.
 set -euo pipefail
@@ -14,9 +15,12 @@ command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
+# The recipe tests run the recipes' shell as CI systems do, with curl and jq.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "setup: clickhouse-server, clickhouse-client, nats-server, prometheus and prometheus-alertmanager are installed"
+  echo "setup: clickhouse-server, clickhouse-client, nats-server, prometheus, prometheus-alertmanager, curl and jq are installed"
   exit 0
 fi
 

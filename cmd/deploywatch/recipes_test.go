@@ -606,3 +606,29 @@ func testFluxRecipe(t *testing.T, s *recipeServer) {
 		return ok == 1 && bad == 1, fmt.Sprintf("cart: %d succeeded and %d failed deploys with their start", ok, bad)
 	})
 }
+
+// TestRecipesKeepTokensOffCommandLines: a token in curl's arguments shows
+// in the process list of the CI machine; the recipes and the README hand it
+// to curl on stdin instead.
+func TestRecipesKeepTokensOffCommandLines(t *testing.T) {
+	entries, err := os.ReadDir(recipePath(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{filepath.Join("..", "..", "README.md")}
+	for _, e := range entries {
+		files = append(files, recipePath(e.Name()))
+	}
+	onCommandLine := regexp.MustCompile(`-H\s+["']?Authorization:`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if onCommandLine.MatchString(line) {
+				t.Errorf("%s:%d passes the token on curl's command line: %s", f, i+1, strings.TrimSpace(line))
+			}
+		}
+	}
+}
