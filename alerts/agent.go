@@ -342,8 +342,12 @@ type agent struct {
 	repeated    *metrics.Counter
 	expired     *metrics.Counter
 	undecodable *metrics.Counter
-	runTime     *metrics.Histogram
+	runTime     *metrics.PrometheusHistogram
 }
+
+// rollbackRunBuckets are the le bounds of the rollback run histogram: a
+// rollback command or API call takes seconds to many minutes.
+var rollbackRunBuckets = []float64{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600}
 
 func newAgent(cfg AgentConfig, kv jetstream.KeyValue, pub Publisher, tmpl *template.Template) *agent {
 	m := cfg.Metrics
@@ -358,7 +362,7 @@ func newAgent(cfg AgentConfig, kv jetstream.KeyValue, pub Publisher, tmpl *templ
 		repeated:    m.GetOrCreateCounter(`deploywatch_rollback_agent_signals_total{outcome="already_handled"}`),
 		expired:     m.GetOrCreateCounter(`deploywatch_rollback_agent_signals_total{outcome="expired"}`),
 		undecodable: m.GetOrCreateCounter(`deploywatch_rollback_agent_signals_total{outcome="undecodable"}`),
-		runTime:     m.GetOrCreateHistogram(`deploywatch_rollback_agent_run_duration_seconds`),
+		runTime:     m.GetOrCreatePrometheusHistogramExt(`deploywatch_rollback_agent_run_duration_seconds`, rollbackRunBuckets),
 	}
 }
 

@@ -210,7 +210,7 @@ type deliverer struct {
 	skipped     *metrics.Counter
 	undecodable *metrics.Counter
 	recordErrs  *metrics.Counter
-	duration    *metrics.Histogram
+	duration    *metrics.PrometheusHistogram
 }
 
 // alertState is what the deliveries of one alert event achieved so far:
@@ -243,7 +243,7 @@ func newDeliverer(pub Publisher, cfg DeliveryConfig) *deliverer {
 		skipped:     m.GetOrCreateCounter(`deploywatch_delivery_skipped_alerts_total`),
 		undecodable: m.GetOrCreateCounter(`deploywatch_delivery_undecodable_alerts_total`),
 		recordErrs:  m.GetOrCreateCounter(`deploywatch_delivery_record_errors_total`),
-		duration:    m.GetOrCreateHistogram(`deploywatch_delivery_attempt_duration_seconds`),
+		duration:    m.GetOrCreatePrometheusHistogram(`deploywatch_delivery_attempt_duration_seconds`),
 	}
 }
 

@@ -106,7 +106,7 @@ type Engine struct {
 
 	verdicts, undecodable, ruleErrors, reloads *metrics.Counter
 	fired, resolved, rollbacks                 *metrics.Counter
-	batchTime                                  *metrics.Histogram
+	batchTime                                  *metrics.PrometheusHistogram
 }
 
 // NewEngine opens the engine's consumers and state bucket and brings back
@@ -137,7 +137,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, pub SignalPublisher,
 		fired:       set.GetOrCreateCounter(`deploywatch_alerts_events_total{status="firing"}`),
 		resolved:    set.GetOrCreateCounter(`deploywatch_alerts_events_total{status="resolved"}`),
 		rollbacks:   set.GetOrCreateCounter(`deploywatch_alerts_rollback_signals_total`),
-		batchTime:   set.GetOrCreateHistogram(`deploywatch_alerts_batch_duration_seconds`),
+		batchTime:   set.GetOrCreatePrometheusHistogram(`deploywatch_alerts_batch_duration_seconds`),
 	}
 	e.rules.Store(cfg.Rules)
 	set.GetOrCreateGauge(`deploywatch_alerts_firing`, func() float64 { return float64(e.firingGauge.Load()) })

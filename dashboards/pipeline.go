@@ -10,11 +10,9 @@ import (
 )
 
 // The pipeline dashboard reads deploywatch's own /metrics from Prometheus (or
-// anything that speaks PromQL). Histograms come from VictoriaMetrics/metrics,
-// which exposes buckets as <name>_bucket{vmrange="a...b"} rather than le:
-// means (rate of _sum ÷ rate of _count) work in Prometheus; the p99 series,
-// histogram_quantile over vmrange, only in VictoriaMetrics (in Prometheus it
-// stays empty).
+// anything that speaks PromQL). Its latency histograms are Prometheus
+// histograms (le buckets), so histogram_quantile works in Prometheus and in
+// VictoriaMetrics alike.
 
 // inst selects the deploywatch instances picked in $instance.
 const inst = `instance=~"$instance"`
@@ -52,17 +50,19 @@ func pipelineHealth() *dashboard.DashboardBuilder {
 			promQuery{`sum by (stream) (rate(deploywatch_sink_batch_rows_sum{` + inst + `}[$__rate_interval]))`, "{{stream}} rows/s"})).
 		WithPanel(promPanel("ClickHouse insert latency", "s",
 			promQuery{`sum by (stream) (rate(deploywatch_sink_insert_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum by (stream) (rate(deploywatch_sink_insert_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "{{stream}} mean"},
-			promQuery{`histogram_quantile(0.99, sum by (stream, vmrange) (rate(deploywatch_sink_insert_duration_seconds_bucket{` + inst + `}[$__rate_interval])))`, "{{stream}} p99 (VictoriaMetrics)"}).
-			Description("Mean per insert; the p99 series needs VictoriaMetrics (vmrange buckets).")).
+			promQuery{`histogram_quantile(0.99, sum by (stream, le) (rate(deploywatch_sink_insert_duration_seconds_bucket{` + inst + `}[$__rate_interval])))`, "{{stream}} p99"}).
+			Description("Mean and 99th percentile of one columnar insert into ClickHouse, per stream.")).
 		WithPanel(promPanel("Publish and request latency", "s",
 			promQuery{`sum(rate(deploywatch_eventlog_publish_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum(rate(deploywatch_eventlog_publish_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "JetStream publish mean"},
-			promQuery{`sum by (route) (rate(deploywatch_http_request_duration_seconds_sum{` + inst + `}[$__rate_interval])) / sum by (route) (rate(deploywatch_http_request_duration_seconds_count{` + inst + `}[$__rate_interval]))`, "{{route}} mean"})).
+			promQuery{`histogram_quantile(0.99, sum by (le) (rate(deploywatch_eventlog_publish_duration_seconds_bucket{` + inst + `}[$__rate_interval])))`, "JetStream publish p99"},
+			promQuery{`histogram_quantile(0.99, sum by (route, le) (rate(deploywatch_http_request_duration_seconds_bucket{` + inst + `}[$__rate_interval])))`, "{{route}} p99"}).
+			Description("Time until JetStream acknowledged a publish, and until the API answered, per route (99th percentile).")).
 		WithPanel(promPanel("Errors", "short",
 			promQuery{`sum by (stream) (rate(deploywatch_sink_insert_errors_total{` + inst + `}[$__rate_interval]))`, "{{stream}} insert errors/s"},
 			promQuery{`sum by (stream) (rate(deploywatch_sink_dead_letters_total{` + inst + `}[$__rate_interval]))`, "{{stream}} dead letters/s"},
 			promQuery{`sum(rate(deploywatch_eventlog_publish_errors_total{` + inst + `}[$__rate_interval]))`, "publish errors/s"},
 			promQuery{`sum(rate(deploywatch_ingest_rejected_requests_total{` + inst + `}[$__rate_interval]))`, "rejected requests/s"},
-			promQuery{`sum(rate(deploywatch_http_requests_total{code=~"5..", ` + inst + `}[$__rate_interval]))`, "HTTP 5xx/s"},
+			promQuery{`sum(rate(deploywatch_http_requests_total{code=~"5..", ` + inst + `}[$__rate_interval])) or vector(0)`, "HTTP 5xx/s"}, // 0, not nothing, before the first 5xx
 			promQuery{`sum(rate(deploywatch_delivery_record_errors_total{` + inst + `}[$__rate_interval]))`, "delivery record errors/s"}).
 			Span(24)).
 		WithPanel(promPanel("Impact analysis", "short",

@@ -25,8 +25,12 @@ type Publisher struct {
 	published  *metrics.Counter
 	duplicates *metrics.Counter
 	failures   *metrics.Counter
-	latency    *metrics.Histogram
+	latency    *metrics.PrometheusHistogram
 }
+
+// publishLatencyBuckets are the le bounds of the publish latency histogram:
+// JetStream acks take well under a millisecond to seconds.
+var publishLatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
 // NewPublisher publishes through nc. ackTimeout bounds the wait for acks when
 // the caller's context has no deadline. set receives the publisher's metrics.
@@ -44,7 +48,7 @@ func NewPublisher(nc *nats.Conn, ackTimeout time.Duration, set *metrics.Set) (*P
 		published:  set.GetOrCreateCounter(`deploywatch_eventlog_published_total`),
 		duplicates: set.GetOrCreateCounter(`deploywatch_eventlog_duplicates_total`),
 		failures:   set.GetOrCreateCounter(`deploywatch_eventlog_publish_errors_total`),
-		latency:    set.GetOrCreateHistogram(`deploywatch_eventlog_publish_duration_seconds`),
+		latency:    set.GetOrCreatePrometheusHistogramExt(`deploywatch_eventlog_publish_duration_seconds`, publishLatencyBuckets),
 	}, nil
 }
 

@@ -151,13 +151,17 @@ func (a *API) Handler() http.Handler {
 	return mux
 }
 
+// requestLatencyBuckets are the le bounds of the request latency
+// histograms: from a 400 in microseconds to a large batch in seconds.
+var requestLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
 // handle registers h under pattern with metrics and, when protected, authentication.
 func (a *API) handle(mux *http.ServeMux, pattern string, protected bool, h http.HandlerFunc) {
 	route := pattern
 	requests := func(code int) *metrics.Counter {
 		return a.metrics.GetOrCreateCounter(`deploywatch_http_requests_total{route="` + route + `",code="` + itoa(code) + `"}`)
 	}
-	duration := a.metrics.GetOrCreateHistogram(`deploywatch_http_request_duration_seconds{route="` + route + `"}`)
+	duration := a.metrics.GetOrCreatePrometheusHistogramExt(`deploywatch_http_request_duration_seconds{route="`+route+`"}`, requestLatencyBuckets)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}

@@ -92,7 +92,7 @@ type impactProcessor struct {
 	verdicts  *metrics.Counter
 	bad       *metrics.Counter
 	late      *metrics.Counter
-	advanceT  *metrics.Histogram
+	advanceT  *metrics.PrometheusHistogram
 	dropped   *metrics.Counter
 	lastLate  int
 	openGauge float64
@@ -115,7 +115,7 @@ func newImpactProcessor(ctx context.Context, js jetstream.JetStream, pub Publish
 		verdicts: cfg.Metrics.GetOrCreateCounter(`deploywatch_impact_verdicts_total`),
 		bad:      cfg.Metrics.GetOrCreateCounter(`deploywatch_impact_verdicts_total{status="bad"}`),
 		late:     cfg.Metrics.GetOrCreateCounter(`deploywatch_impact_late_samples_total`),
-		advanceT: cfg.Metrics.GetOrCreateHistogram(`deploywatch_impact_advance_duration_seconds`),
+		advanceT: cfg.Metrics.GetOrCreatePrometheusHistogram(`deploywatch_impact_advance_duration_seconds`),
 		dropped:  cfg.Metrics.GetOrCreateCounter(`deploywatch_impact_undecodable_messages_total`),
 	}
 	cfg.Metrics.GetOrCreateGauge(`deploywatch_impact_open_analyses`, func() float64 { return p.openGauge })

@@ -125,7 +125,7 @@ type streamConsumer struct {
 	numPending atomic.Uint64
 
 	batchRows   *metrics.Histogram
-	writeTime   *metrics.Histogram
+	writeTime   *metrics.PrometheusHistogram
 	writeErrors *metrics.Counter
 	deadLetters *metrics.Counter
 	acked       *metrics.Counter
@@ -173,7 +173,7 @@ func newStreamConsumer(ctx context.Context, js jetstream.JetStream, ch BatchPrep
 		cfg:         cfg,
 		log:         cfg.Logger.With("stream", stream),
 		batchRows:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_batch_rows` + label),
-		writeTime:   cfg.Metrics.GetOrCreateHistogram(`deploywatch_sink_insert_duration_seconds` + label),
+		writeTime:   cfg.Metrics.GetOrCreatePrometheusHistogram(`deploywatch_sink_insert_duration_seconds` + label),
 		writeErrors: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_insert_errors_total` + label),
 		deadLetters: cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_dead_letters_total` + label),
 		acked:       cfg.Metrics.GetOrCreateCounter(`deploywatch_sink_acked_messages_total` + label),

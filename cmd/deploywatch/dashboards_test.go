@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -145,7 +146,9 @@ func TestDashboardsPushTwiceUpdates(t *testing.T) {
 }
 
 // TestPipelineDashboardReadsServesMetrics runs serve, sends it traffic, and
-// checks that every metric the pipeline dashboard queries is on its /metrics.
+// checks that every metric the pipeline dashboard queries is on its /metrics,
+// then has Debian's Prometheus scrape serve and evaluate every panel query,
+// as Grafana would send it: each must answer series.
 func TestPipelineDashboardReadsServesMetrics(t *testing.T) {
 	p := startServe(t, testenv.ClickHouse(t), func(c *serveConfig) {
 		c.impact.enabled = true // as serve runs by default
@@ -168,6 +171,8 @@ func TestPipelineDashboardReadsServesMetrics(t *testing.T) {
 	}
 	names := map[string]bool{}
 	nameRE := regexp.MustCompile(`deploywatch_[a-z_]+`)
+	type panelQuery struct{ panel, expr string }
+	var queries []panelQuery
 	for _, d := range ds {
 		if *d.Uid != dashboards.PipelineHealthUID {
 			continue
@@ -178,9 +183,14 @@ func TestPipelineDashboardReadsServesMetrics(t *testing.T) {
 				if !ok {
 					t.Fatalf("panel %s has a %T query", *panel.Panel.Title, q)
 				}
+				served := true
 				for _, name := range nameRE.FindAllString(pq.Expr, -1) {
 					// Webhook delivery runs only with --receivers.
 					names[name] = !strings.HasPrefix(name, "deploywatch_delivery_")
+					served = served && names[name]
+				}
+				if served {
+					queries = append(queries, panelQuery{*panel.Panel.Title, pq.Expr})
 				}
 			}
 		}
@@ -206,4 +216,51 @@ func TestPipelineDashboardReadsServesMetrics(t *testing.T) {
 		sort.Strings(missing)
 		return len(missing) == 0, fmt.Sprintf("the pipeline dashboard queries metrics that serve's /metrics lacks: %v", missing)
 	})
+
+	// The queries, run by a real Prometheus that scrapes serve.
+	promURL := testenv.Prometheus(t, fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: deploywatch
+    static_configs:
+      - targets: [%q]
+`, strings.TrimPrefix(p.api, "http://")))
+	grafana := strings.NewReplacer("$__rate_interval", "1m", "$instance", ".*")
+	for _, q := range queries {
+		expr := grafana.Replace(q.expr)
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+			n, err := promQuerySeries(promURL, expr)
+			if err != nil {
+				return false, fmt.Sprintf("panel %s: %s: %v", q.panel, expr, err)
+			}
+			return n > 0, fmt.Sprintf("panel %s: %s answered no series (%s)", q.panel, expr, promTargetHealth(promURL))
+		})
+	}
+	t.Logf("Prometheus ran the pipeline dashboard's %d queries over serve's metrics", len(queries))
+}
+
+// promQuerySeries runs an instant PromQL query and counts the series of its
+// answer; a query Prometheus cannot parse or run is an error.
+func promQuerySeries(promURL, expr string) (int, error) {
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return 0, fmt.Errorf("cannot decode Prometheus' answer (%d): %w", resp.StatusCode, err)
+	}
+	if answer.Status != "success" {
+		return 0, fmt.Errorf("Prometheus: %s", answer.Error)
+	}
+	return len(answer.Data.Result), nil
 }
