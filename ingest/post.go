@@ -78,9 +78,17 @@ func eventID(ev schema.Event) string {
 
 // publish encodes events into event log messages, publishes them all and
 // answers 202 only when every one was acknowledged; it tells whether it did.
+// An event too large for one message is a 413 and nothing is published: a
+// retry could never succeed.
 func (a *API) publish(w http.ResponseWriter, r *http.Request, events []schema.Event, answer any) bool {
 	msgs, err := a.messages(events)
-	if err != nil {
+	var tooLarge *schema.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		a.rejected.Inc()
+		writeError(w, http.StatusRequestEntityTooLarge, "nothing from this request was stored: "+tooLarge.Error(), nil)
+		return false
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error(), nil)
 		return false
 	}

@@ -21,6 +21,8 @@ type InboxConfig struct {
 	AckWait time.Duration
 	// MaxSamplesPerMessage and MaxMessageBytes split metric batches into
 	// event log messages as the HTTP API does (defaults 1000 and 960 KiB).
+	// MaxMessageBytes bounds every message, so set it below the event log's
+	// max_payload: an event that does not fit is dead-lettered, not retried.
 	MaxSamplesPerMessage int
 	MaxMessageBytes      int
 	// RetryDelay is the first delay before a message whose event could not be
@@ -72,8 +74,9 @@ const inboxBatch = 256
 // one is published to its stream with its event id as Nats-Msg-Id, and its
 // inbox message is acked only after JetStream acknowledged that publish, so
 // a crash in between publishes it again and JetStream drops the copy. An
-// invalid one goes to the dead-letter stream with the reason. When the event
-// log cannot take the write, the message is delivered again later.
+// invalid one, or one too large for an event log message, goes to the
+// dead-letter stream with the reason. When the event log cannot take the
+// write, the message is delivered again later.
 func RunInbox(ctx context.Context, js jetstream.JetStream, pub Publisher, cfg InboxConfig) error {
 	cfg.defaults()
 	cons, err := js.CreateOrUpdateConsumer(ctx, schema.InboxStream, jetstream.ConsumerConfig{
@@ -165,6 +168,9 @@ func (p *inbox) process(ctx context.Context, batch []jetstream.Msg) error {
 			p.deadLetter(ctx, msg, err.Error())
 			continue
 		}
+		// An event too large for one event log message can never be
+		// published: it is dead-lettered here, before the publish, so that
+		// it does not fail its batch-mates' publish again and again.
 		msgs, err := schema.EncodeMessages(ev, p.cfg.MaxSamplesPerMessage, p.cfg.MaxMessageBytes)
 		if err != nil {
 			p.deadLetter(ctx, msg, err.Error())

@@ -1,9 +1,12 @@
 package processors
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/deploywatch/deploywatch/eventlog"
 	"github.com/deploywatch/deploywatch/internal/testenv"
 	"github.com/deploywatch/deploywatch/schema"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,7 +30,13 @@ type inboxEnv struct {
 
 func newInboxEnv(t *testing.T) *inboxEnv {
 	t.Helper()
-	nc := testenv.NATSConn(t, testenv.NATS(t))
+	return newInboxEnvOn(t, testenv.NATS(t))
+}
+
+// newInboxEnvOn is an inboxEnv on the NATS server srv.
+func newInboxEnvOn(t *testing.T, srv *server.Server) *inboxEnv {
+	t.Helper()
+	nc := testenv.NATSConn(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +182,21 @@ func inboxMetrics(service string, end time.Time, n int) []byte {
 	return []byte(b.String())
 }
 
+// withSampleService gives sample i of a batch from inboxMetrics its own service.
+func withSampleService(batch []byte, i int, service string) []byte {
+	parts := strings.Split(string(batch), `{"time":`)
+	var b strings.Builder
+	b.WriteString(parts[0])
+	for j, sample := range parts[1:] {
+		b.WriteString(`{`)
+		if j == i {
+			b.WriteString(`"service":` + strconv.Quote(service) + `,`)
+		}
+		b.WriteString(`"time":` + sample)
+	}
+	return []byte(b.String())
+}
+
 // Valid events published on the inbox reach their streams once each: a
 // re-sent message (same Nats-Msg-Id) is dropped by the inbox, and the same
 // event sent under another id is dropped by the event log, because the
@@ -261,30 +286,37 @@ func TestInboxDeadLettersInvalid(t *testing.T) {
 	e.run(t, InboxConfig{})
 	now := time.Now().Add(-time.Minute)
 	good := string(inboxDeploy("search-api-1", "search-api", now))
+	// A sample's own service is what the sink stores: a publisher allowed
+	// deploywatch.in.metrics.search-api only must not write billing's metrics.
+	otherSample := withSampleService(inboxMetrics("search-api", now, 5), 3, "billing")
+	var binary schema.MetricsBatch
+	if err := schema.DecodeMetricsMessage("", otherSample, &binary); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, subject string
 		data          []byte
 		reason        string
+		headers       []string
 	}{
 		{"bad field", schema.InboxSubject(schema.TypeDeploy, "search-api"),
-			[]byte(strings.Replace(good, `"status":"succeeded"`, `"status":"done"`, 1)), "status:"},
+			[]byte(strings.Replace(good, `"status":"succeeded"`, `"status":"done"`, 1)), "status:", nil},
 		{"unknown type in the body", schema.InboxSubject(schema.TypeDeploy, "search-api"),
-			[]byte(strings.Replace(good, `"type":"deploy"`, `"type":"rollout"`, 1)), "type:"},
-		{"unknown type in the subject", "deploywatch.in.rollout.search-api", []byte(good), "subject:"},
-		{"no service in the subject", "deploywatch.in.deploy", []byte(good), "subject:"},
-		{"another service's subject", schema.InboxSubject(schema.TypeDeploy, "billing"), []byte(good), "service:"},
-		{"garbage", schema.InboxSubject(schema.TypeDeploy, "search-api"), []byte("\x8b\x1f\x00not json"), "body:"},
-		{"garbage metrics", schema.InboxSubject(schema.TypeMetrics, "search-api"), []byte("\x00DWMB\x01\xff\xff\xff"), "body:"},
+			[]byte(strings.Replace(good, `"type":"deploy"`, `"type":"rollout"`, 1)), "type:", nil},
+		{"unknown type in the subject", "deploywatch.in.rollout.search-api", []byte(good), "subject:", nil},
+		{"no service in the subject", "deploywatch.in.deploy", []byte(good), "subject:", nil},
+		{"another service's subject", schema.InboxSubject(schema.TypeDeploy, "billing"), []byte(good), "service:", nil},
+		{"garbage", schema.InboxSubject(schema.TypeDeploy, "search-api"), []byte("\x8b\x1f\x00not json"), "body:", nil},
+		{"garbage metrics", schema.InboxSubject(schema.TypeMetrics, "search-api"), []byte("\x00DWMB\x01\xff\xff\xff"), "body:", nil},
 		{"negative count", schema.InboxSubject(schema.TypeMetrics, "search-api"),
-			[]byte(strings.Replace(string(inboxMetrics("search-api", now, 3)), `"requests":1274`, `"requests":-5`, 1)), "samples[2].requests:"},
-		{"unknown encoding", schema.InboxSubject(schema.TypeDeploy, "search-api"), []byte(good), "encoding"},
+			[]byte(strings.Replace(string(inboxMetrics("search-api", now, 3)), `"requests":1274`, `"requests":-5`, 1)), "samples[2].requests:", nil},
+		{"unknown encoding", schema.InboxSubject(schema.TypeDeploy, "search-api"), []byte(good), "encoding", []string{schema.EncodingHeader, "protobuf"}},
+		{"a sample of another service", schema.InboxSubject(schema.TypeMetrics, "search-api"), otherSample, `samples[3].service: is "billing"`, nil},
+		{"a sample of another service, binary", schema.InboxSubject(schema.TypeMetrics, "search-api"), binary.AppendBinary(nil), `samples[3].service: is "billing"`,
+			[]string{schema.EncodingHeader, schema.MetricsBinaryEncoding}},
 	}
 	for i, c := range cases {
-		var headers []string
-		if c.name == "unknown encoding" {
-			headers = []string{schema.EncodingHeader, "protobuf"}
-		}
-		e.publish(t, c.subject, fmt.Sprintf("bad-%d", i), c.data, headers...)
+		e.publish(t, c.subject, fmt.Sprintf("bad-%d", i), c.data, c.headers...)
 	}
 	e.waitCounts(t, map[string]uint64{schema.DeadLetterStream: uint64(len(cases)), schema.InboxStream: 0})
 	for i, m := range e.stored(t, schema.DeadLetterStream) {
@@ -304,6 +336,102 @@ func TestInboxDeadLettersInvalid(t *testing.T) {
 	}
 	if n := e.counter("dead_lettered"); n != uint64(len(cases)) {
 		t.Errorf("dead_lettered counter %d, want %d", n, len(cases))
+	}
+}
+
+// squashedDeploy is a deploy of checkout as a CI job publishes it (JSON as
+// Python's json.dumps writes it, '<', '>' and '&' unescaped) with as many
+// squash-merged commits as fit in size bytes; their messages quote code.
+func squashedDeploy(t *testing.T, finished time.Time, size int) []byte {
+	t.Helper()
+	var msg strings.Builder
+	msg.WriteString("checkout: render the new payment form (#5120)\n\n")
+	for i := 0; msg.Len() < 3800; i++ {
+		fmt.Fprintf(&msg, "* <PaymentForm step=%d> renders only when capture && authorize succeed; amount >= 0\n", i+1)
+	}
+	msg.WriteString("\nCo-authored-by: Ana Souza <ana.souza@acme.example>\n")
+	type commit struct {
+		SHA     string `json:"sha"`
+		Time    string `json:"time"`
+		Author  string `json:"author"`
+		Message string `json:"message"`
+	}
+	deploy := map[string]any{
+		"type": "deploy", "id": "checkout-20261122-1140", "service": "checkout", "env": "production",
+		"version": "v2.15.0", "previous_version": "v2.14.3", "status": "succeeded", "strategy": "rolling",
+		"started_at":  finished.Add(-6 * time.Minute).UTC().Format(time.RFC3339),
+		"finished_at": finished.UTC().Format(time.RFC3339),
+	}
+	var commits []commit
+	var body []byte
+	for {
+		next := append(commits, commit{SHA: fmt.Sprintf("%040x", 0x9f2c1e7b4a+len(commits)), Author: "Jonas Berg",
+			Time: finished.Add(-time.Duration(len(commits)+30) * time.Minute).UTC().Format(time.RFC3339), Message: msg.String()})
+		deploy["commits"] = next
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(deploy); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() > size {
+			return body
+		}
+		commits, body = next, bytes.Clone(buf.Bytes())
+	}
+}
+
+// An event too large for one event log message is dead-lettered with the
+// reason, its size and the limit, and the valid messages fetched with it
+// are moved at once: before, it failed the batch's publish with "maximum
+// payload exceeded" and the whole batch was delivered again, for ever.
+func TestInboxDeadLettersEventsTooLargeForTheEventLog(t *testing.T) {
+	// A NATS with its default max_payload, as an external one has, and the
+	// limit serve derives from it.
+	const maxPayload = 1 << 20
+	const limit = maxPayload - 16<<10
+	srv, err := eventlog.StartEmbedded(eventlog.EmbeddedOptions{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), MaxPayload: maxPayload})
+	if err != nil {
+		t.Fatalf("cannot start embedded NATS: %v", err)
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	e := newInboxEnvOn(t, srv)
+	now := time.Now().Add(-time.Minute)
+	// The deploy fits the inbox, but not the event log once encoded as it
+	// is stored there ('<' becomes \u003c).
+	large := squashedDeploy(t, now, maxPayload-64<<10)
+	ev, err := schema.DecodeEvent(large, "")
+	if err != nil {
+		t.Fatalf("the large deploy is not valid: %v", err)
+	}
+	if stored, err := json.Marshal(ev); err != nil || len(stored) <= maxPayload {
+		t.Fatalf("the large deploy is %d bytes as published and %d as stored (%v), want more than %d stored", len(large), len(stored), err, maxPayload)
+	}
+	// Published before the processor starts, so that one fetch takes all three.
+	e.publish(t, schema.InboxSubject(schema.TypeDeploy, "search-api"), "ci-run-7710", inboxDeploy("search-api-20261122-1138", "search-api", now))
+	e.publish(t, schema.InboxSubject(schema.TypeDeploy, "checkout"), "ci-run-7711", large)
+	e.publish(t, schema.InboxSubject(schema.TypeMetrics, "checkout"), "scrape-30551", inboxMetrics("checkout", now, 20))
+	e.run(t, InboxConfig{MaxMessageBytes: limit})
+	e.waitCounts(t, map[string]uint64{schema.ChangesStream: 1, schema.MetricsStream: 1, schema.DeadLetterStream: 1, schema.InboxStream: 0})
+
+	dead := e.stored(t, schema.DeadLetterStream)[0]
+	reason := dead.Header.Get(schema.DeadLetterReasonHeader)
+	for _, want := range []string{"deploy event checkout-20261122-1140:succeeded", fmt.Sprintf("above the event log's limit of %d bytes", limit), "commits"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("dead-lettered because %q, which does not say %q", reason, want)
+		}
+	}
+	if dead.Header.Get(schema.DeadLetterMsgIDHeader) != "ci-run-7711" || !bytes.Equal(dead.Data, large) {
+		t.Errorf("dead-lettered message %q of %d bytes, want ci-run-7711 as published", dead.Header.Get(schema.DeadLetterMsgIDHeader), len(dead.Data))
+	}
+	if m := e.stored(t, schema.ChangesStream)[0]; m.Header.Get(jetstream.MsgIDHeader) != "search-api-20261122-1138:succeeded" {
+		t.Errorf("the event log holds %s, want the valid deploy", m.Header.Get(jetstream.MsgIDHeader))
+	}
+	if r, a, d := e.counter("retried"), e.counter("accepted"), e.counter("dead_lettered"); r != 0 || a != 2 || d != 1 {
+		t.Errorf("retried %d, accepted %d, dead-lettered %d messages; want 0, 2 and 1", r, a, d)
 	}
 }
 

@@ -196,6 +196,8 @@ func FuzzDecodeInboxMessage(f *testing.F) {
 	b.Normalize(nil)
 	f.Add(InboxSubject(TypeMetrics, "checkout"), MetricsBinaryEncoding, b.AppendBinary(nil))
 	f.Add("deploywatch.in.deploy", "", []byte(`{}`))
+	b.Samples[2].Service = "billing"
+	f.Add(InboxSubject(TypeMetrics, "checkout"), MetricsBinaryEncoding, b.AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, subject, encoding string, data []byte) {
 		ev, err := DecodeInboxMessage(subject, encoding, data)
 		if err != nil {
@@ -211,6 +213,13 @@ func FuzzDecodeInboxMessage(f *testing.F) {
 		}
 		if !strings.HasSuffix(Subject(ev), "."+token) {
 			t.Fatalf("a %s event from %s goes to %s", ev.EventType(), subject, Subject(ev))
+		}
+		if mb, ok := ev.(*MetricsBatch); ok {
+			for i := range mb.Samples {
+				if s := mb.Samples[i].ResolvedService(mb); SubjectToken(s) != token {
+					t.Fatalf("sample %d of a batch from %s is stored for the service %q", i, subject, s)
+				}
+			}
 		}
 		reencodes(t, ev)
 	})
