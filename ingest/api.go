@@ -43,9 +43,10 @@ type Config struct {
 	APITokens []string
 	// MaxSamplesPerMessage splits large metric batches into event log messages.
 	MaxSamplesPerMessage int
-	// MaxMessageBytes bounds the encoded size of one metrics message: a batch
-	// is split into more messages until each fits. 0 means 960 KiB, which
-	// with the headers fits NATS' default max_payload of 1 MiB.
+	// MaxMessageBytes bounds the encoded size of one event log message: a
+	// metrics batch is split into more messages until each fits, any other
+	// event above it is answered 413. 0 means 960 KiB, which with the
+	// headers fits NATS' default max_payload of 1 MiB.
 	MaxMessageBytes int
 	// RetryAfter is what a 503 tells the sender to wait.
 	RetryAfter time.Duration

@@ -60,9 +60,9 @@ type gitlabPayload struct {
 	CommitTitle     string `json:"commit_title"`
 
 	// push events; GitLab lists at most 20 commits of a push
-	Before      string         `json:"before"`
-	After       string         `json:"after"`
-	PushCommits []gitlabCommit `json:"commits"`
+	Before      string          `json:"before"`
+	After       string          `json:"after"`
+	PushCommits []webhookCommit `json:"commits"`
 
 	// pipeline events
 	ObjectAttributes struct {

@@ -30,14 +30,7 @@ type githubPushPayload struct {
 		// A Unix time in push payloads, an RFC 3339 string in others.
 		PushedAt json.RawMessage `json:"pushed_at"`
 	} `json:"repository"`
-	Commits []struct {
-		ID        string `json:"id"`
-		Message   string `json:"message"`
-		Timestamp string `json:"timestamp"`
-		Author    struct {
-			Name string `json:"name"`
-		} `json:"author"`
-	} `json:"commits"`
+	Commits    []webhookCommit `json:"commits"`
 	HeadCommit *struct {
 		Timestamp string `json:"timestamp"`
 	} `json:"head_commit"`
@@ -58,29 +51,11 @@ func githubPushEvent(body []byte, cfg WebhookConfig) ([]webhookEvent, error) {
 	if err := pushIgnored(p.Ref, p.After, p.Deleted, len(p.Commits)); err != nil {
 		return nil, err
 	}
-	push := &schema.Push{
-		ID:      "gh-push-" + strconv.FormatInt(repo.ID, 10) + "-" + p.After,
-		Service: service,
-		Repo:    repo.FullName,
-		Ref:     p.Ref,
-		HeadSHA: p.After,
+	push, err := newPush("gh-push-"+strconv.FormatInt(repo.ID, 10)+"-"+p.After, service, repo.FullName, p.Ref, p.Before, p.After,
+		p.Commits, webhookTime)
+	if err != nil {
+		return nil, err
 	}
-	if !isZeroSHA(p.Before) {
-		push.Before = p.Before
-	}
-	// GitHub lists the commits oldest first.
-	commits := p.Commits[max(0, len(p.Commits)-maxPushCommits):]
-	for i, c := range commits {
-		t, err := webhookTime("commits["+strconv.Itoa(i)+"].timestamp", c.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		push.Commits = appendPushCommit(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
-	}
-	if len(push.Commits) == 0 {
-		return nil, errNoUsableCommitTime
-	}
-	var err error
 	switch {
 	case len(repo.PushedAt) > 0 && repo.PushedAt[0] != '"' && string(repo.PushedAt) != "null":
 		var unix int64
@@ -105,7 +80,8 @@ func githubPushEvent(body []byte, cfg WebhookConfig) ([]webhookEvent, error) {
 	return []webhookEvent{push}, nil
 }
 
-type gitlabCommit struct {
+// webhookCommit is a commit of a GitHub or GitLab push payload.
+type webhookCommit struct {
 	ID        string `json:"id"`
 	Message   string `json:"message"`
 	Timestamp string `json:"timestamp"`
@@ -119,26 +95,10 @@ func gitlabPush(p *gitlabPayload, service, project string) ([]webhookEvent, erro
 	if err := pushIgnored(p.Ref, p.After, false, len(p.PushCommits)); err != nil {
 		return nil, err
 	}
-	push := &schema.Push{
-		ID:      "gl-push-" + project + "-" + p.After,
-		Service: service,
-		Repo:    p.Project.PathWithNamespace,
-		Ref:     p.Ref,
-		HeadSHA: p.After,
-	}
-	if !isZeroSHA(p.Before) {
-		push.Before = p.Before
-	}
-	commits := p.PushCommits[max(0, len(p.PushCommits)-maxPushCommits):]
-	for i, c := range commits {
-		t, err := gitlabTime("commits["+strconv.Itoa(i)+"].timestamp", c.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		push.Commits = appendPushCommit(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
-	}
-	if len(push.Commits) == 0 {
-		return nil, errNoUsableCommitTime
+	push, err := newPush("gl-push-"+project+"-"+p.After, service, p.Project.PathWithNamespace, p.Ref, p.Before, p.After,
+		p.PushCommits, gitlabTime)
+	if err != nil {
+		return nil, err
 	}
 	// GitLab does not say when the push happened: the newest commit is the
 	// latest time known to be no later than it, and the same on redelivery.
@@ -147,15 +107,32 @@ func gitlabPush(p *gitlabPayload, service, project string) ([]webhookEvent, erro
 	return []webhookEvent{push}, nil
 }
 
-// appendPushCommit appends c unless its time is one no event may carry
+// newPush is the push event of branch ref moving from before to after with
+// commits, oldest first as both senders list them. It keeps the newest
+// maxPushCommits, and leaves out a commit whose time no event may carry
 // (before 2000, or more than an hour ahead: a committer's clock, a rewritten
-// date). Such a commit says nothing true about lead time, and refusing the
-// push for it would lose its other commits and mark the hook as failing.
-func appendPushCommit(commits []schema.Commit, c schema.Commit) []schema.Commit {
-	if !schema.UsableTime(c.Time.Time) {
-		return commits
+// date): it says nothing true about lead time, and refusing the push for it
+// would lose the other commits and mark the hook as failing.
+func newPush(id, service, repo, ref, before, after string, commits []webhookCommit,
+	parseTime func(field, s string) (schema.Time, error)) (*schema.Push, error) {
+	push := &schema.Push{ID: id, Service: service, Repo: repo, Ref: ref, HeadSHA: after}
+	if !isZeroSHA(before) {
+		push.Before = before
 	}
-	return append(commits, c)
+	first := max(0, len(commits)-maxPushCommits)
+	for i, c := range commits[first:] {
+		t, err := parseTime("commits["+strconv.Itoa(first+i)+"].timestamp", c.Timestamp)
+		if err != nil {
+			return nil, err
+		}
+		if schema.UsableTime(t.Time) {
+			push.Commits = append(push.Commits, schema.Commit{SHA: c.ID, Time: t, Author: c.Author.Name, Message: commitSubject(c.Message)})
+		}
+	}
+	if len(push.Commits) == 0 {
+		return nil, errNoUsableCommitTime
+	}
+	return push, nil
 }
 
 // errNoUsableCommitTime answers a push none of whose commits has a usable time.
