@@ -222,6 +222,7 @@ func editedCases() []contractCase {
 		d("commit that is a string", "commits", []any{"4be1c0de"}, "commits[0]"),
 		d("1001 commits", "commits", many(1001, map[string]any{"sha": "4be1c0de"}), "commits"),
 		d("4097-byte commit message", "commits", []any{map[string]any{"sha": "4be1c0de", "message": long(4097)}}, "commits[0].message"),
+		d("257-byte commit author", "commits", []any{map[string]any{"sha": "4be1c0de", "author": long(257)}}, "commits[0].author"),
 		d("65 labels", "labels", func() map[string]any { labels["l64"] = "x"; return labels }(), "labels"),
 		d("129-byte label name", "labels", map[string]any{long(129): "x"}, "labels"),
 		d("a field deploywatch computes", "duration_s", 394, "duration_s"),

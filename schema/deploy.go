@@ -156,6 +156,7 @@ func (d *Deploy) validate(p *problems, prefix string) {
 		}
 		checkText(p, join(cp, "sha"), c.SHA, 128)
 		c.Time.check(p, join(cp, "time"), false)
+		checkText(p, join(cp, "author"), c.Author, 256)
 		checkText(p, join(cp, "message"), c.Message, 4096)
 	}
 	if len(d.Labels) > maxLabels {
