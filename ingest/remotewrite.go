@@ -81,7 +81,8 @@ func decodeRemoteWrite(series []rwSeries, src []byte, maxDecoded int) ([]rwSerie
 
 // rwDecoder decodes one WriteRequest with few allocations: label strings are
 // substrings of the request's buffer (as VictoriaMetrics does), and the series' labels and
-// samples are sub-slices of two shared arenas.
+// samples are sub-slices of two arenas, each allocated once at the size the
+// request needs.
 type rwDecoder struct {
 	str     string // the request as a string
 	capAll  int    // cap of the request's buffer
@@ -97,17 +98,45 @@ func (d *rwDecoder) sub(v []byte) string {
 	return d.str[off : off+len(v)]
 }
 
-// decodeWriteRequest decodes a protobuf WriteRequest. The series' strings
+// errRemoteWriteTooDense is returned for a request whose series would take
+// more memory per byte than any Prometheus request does.
+var errRemoteWriteTooDense = errors.New("remote_write body too dense")
+
+// maxDecodedBytesPerByte bounds the memory a request's series take, per byte
+// of the decoded request. Prometheus never sends more than 4: its shortest
+// label (a one-letter name and value, 8 bytes) is 32 bytes decoded, its
+// shortest series (only __name__, one sample of value 0, 26 bytes) 96. A
+// request of hundreds of thousands of tiny series, which would take tens of
+// times its size, is refused before its series are allocated.
+const maxDecodedBytesPerByte = 6
+
+const (
+	seriesBytes = int(unsafe.Sizeof(rwSeries{}))
+	labelBytes  = int(unsafe.Sizeof(rwLabel{}))
+	sampleBytes = int(unsafe.Sizeof(rwSample{}))
+)
+
+// decodeWriteRequest decodes a protobuf WriteRequest. Series without samples
+// carry nothing and are left out, costing no memory. The series' strings
 // share b's memory: b must not be modified afterwards.
 func decodeWriteRequest(series []rwSeries, b []byte) ([]rwSeries, error) {
 	if len(b) == 0 {
 		return series, nil
 	}
-	d := rwDecoder{str: unsafe.String(&b[0], len(b)), capAll: cap(b)}
-	if n := countSeries(b); cap(series)-len(series) < n {
-		series = slices.Grow(series, n)
+	c := countWriteRequest(b)
+	// The labels of a series without samples are decoded (and checked)
+	// before it is left out: the arena has room for the longest such.
+	labels := c.labels + c.maxSkippedLabels
+	if need := c.series*seriesBytes + labels*labelBytes + c.samples*sampleBytes; need > maxDecodedBytesPerByte*len(b) {
+		return series, fmt.Errorf("%w: its %d series, %d labels and %d samples in %d bytes would take %d bytes decoded, more than %d per byte: this is no Prometheus request",
+			errRemoteWriteTooDense, c.series, c.labels, c.samples, len(b), need, maxDecodedBytesPerByte)
 	}
-	for len(b) > 0 {
+	d := rwDecoder{
+		str: unsafe.String(&b[0], len(b)), capAll: cap(b),
+		labels: make([]rwLabel, 0, labels), samples: make([]rwSample, 0, c.samples),
+	}
+	series = slices.Grow(series, c.series)
+	for i := 0; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return series, fmt.Errorf("cannot decode the WriteRequest: %w", protowire.ParseError(n))
@@ -116,14 +145,17 @@ func decodeWriteRequest(series []rwSeries, b []byte) ([]rwSeries, error) {
 		if num == 1 && typ == protowire.BytesType {
 			msg, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return series, fmt.Errorf("cannot decode timeseries %d: %w", len(series), protowire.ParseError(n))
+				return series, fmt.Errorf("cannot decode timeseries %d: %w", i, protowire.ParseError(n))
 			}
 			b = b[n:]
 			s, err := d.timeSeries(msg)
 			if err != nil {
-				return series, fmt.Errorf("cannot decode timeseries %d: %w", len(series), err)
+				return series, fmt.Errorf("cannot decode timeseries %d: %w", i, err)
 			}
-			series = append(series, s)
+			i++
+			if len(s.Samples) > 0 {
+				series = append(series, s)
+			}
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
@@ -135,35 +167,85 @@ func decodeWriteRequest(series []rwSeries, b []byte) ([]rwSeries, error) {
 	return series, nil
 }
 
-// countSeries counts the timeseries of a WriteRequest, so that their slice is
-// allocated once; it stops at the first error, which the decoding reports.
-func countSeries(b []byte) int {
-	n := 0
+// rwCounts is what the series of a WriteRequest take once decoded.
+type rwCounts struct {
+	series, labels, samples int // of the series with samples
+	maxSkippedLabels        int // the most labels of a series without samples
+}
+
+// countWriteRequest counts the series of a WriteRequest, their labels and
+// samples, so that each is allocated once and a request too dense is refused
+// before; it stops at the first error, which the decoding reports.
+func countWriteRequest(b []byte) rwCounts {
+	var c rwCounts
 	for len(b) > 0 {
 		num, typ, m := protowire.ConsumeTag(b)
 		if m < 0 {
-			return n
+			return c
 		}
 		b = b[m:]
 		if num == 1 && typ == protowire.BytesType {
-			n++
+			msg, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return c
+			}
+			b = b[m:]
+			labels, samples := countTimeSeries(msg)
+			if samples == 0 {
+				c.maxSkippedLabels = max(c.maxSkippedLabels, labels)
+				continue
+			}
+			c.series++
+			c.labels += labels
+			c.samples += samples
+			continue
 		}
 		m = protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return n
+			return c
 		}
 		b = b[m:]
 	}
-	return n
+	return c
+}
+
+// countTimeSeries counts the labels and samples of a prometheus.TimeSeries.
+func countTimeSeries(b []byte) (labels, samples int) {
+	for len(b) > 0 {
+		// The fast path: a label (field 1) or a sample (field 2) of less
+		// than 128 bytes, as Prometheus sends them.
+		if len(b) >= 2 && (b[0] == 0x0a || b[0] == 0x12) && b[1] < 0x80 && len(b) >= 2+int(b[1]) {
+			if b[0] == 0x0a {
+				labels++
+			} else {
+				samples++
+			}
+			b = b[2+int(b[1]):]
+			continue
+		}
+		num, typ, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			return labels, samples
+		}
+		b = b[m:]
+		if typ == protowire.BytesType {
+			switch num {
+			case 1:
+				labels++
+			case 2:
+				samples++
+			}
+		}
+		m = protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return labels, samples
+		}
+		b = b[m:]
+	}
+	return labels, samples
 }
 
 func (d *rwDecoder) timeSeries(b []byte) (rwSeries, error) {
-	if cap(d.labels)-len(d.labels) < 32 {
-		d.labels = make([]rwLabel, 0, 1024)
-	}
-	if cap(d.samples)-len(d.samples) < 8 {
-		d.samples = make([]rwSample, 0, 256)
-	}
 	l0, s0 := len(d.labels), len(d.samples)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -202,7 +284,8 @@ func (d *rwDecoder) timeSeries(b []byte) (rwSeries, error) {
 			b = b[n:]
 		}
 	}
-	// An append above may have moved an arena, copying it: the indices hold.
+	// The arenas were sized by countWriteRequest, so they do not move; were
+	// one to, the indices would still hold.
 	ls, ss := d.labels[l0:], d.samples[s0:]
 	// The spec says a series' labels MUST be sorted by name and unique: a
 	// sender that breaks it may mean two series by one, so it is refused.
@@ -214,12 +297,14 @@ func (d *rwDecoder) timeSeries(b []byte) (rwSeries, error) {
 			return rwSeries{}, fmt.Errorf("label %q comes after %q: a series' labels must be sorted by name (remote_write spec)", ls[i].Name, ls[i-1].Name)
 		}
 	}
+	if len(ss) == 0 {
+		// Left out: its labels' room is used again.
+		d.labels = d.labels[:l0]
+		return rwSeries{}, nil
+	}
 	s := rwSeries{Labels: ls[:len(ls):len(ls)], Samples: ss[:len(ss):len(ss)]}
 	if len(s.Labels) == 0 {
 		s.Labels = nil
-	}
-	if len(s.Samples) == 0 {
-		s.Samples = nil
 	}
 	return s, nil
 }
@@ -299,6 +384,10 @@ func decodeSample(b []byte) (rwSample, error) {
 	return s, nil
 }
 
+// remoteWrite1Proto is remote_write 1.0's message, as Content-Type's proto=
+// names it.
+const remoteWrite1Proto = "prometheus.WriteRequest"
+
 // remoteWriter holds what POST /api/v1/write needs beyond the API's own.
 type remoteWriter struct {
 	mapper *rwMapper
@@ -309,7 +398,7 @@ type remoteWriter struct {
 }
 
 func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
-	m, err := newRWMapper(cfg)
+	m, err := newRWMapper(cfg, set)
 	if err != nil {
 		err = fmt.Errorf("invalid remote_write configuration: %w", err)
 	}
@@ -340,9 +429,17 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "too many remote_write requests at once: retry later", nil)
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-protobuf" {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-protobuf" {
 		a.rejected.Inc()
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-protobuf (Prometheus remote_write 1.0)", nil)
+		return
+	}
+	// remote_write 2.0 names its message (io.prometheus.write.v2.Request)
+	// in proto=; decoded as 1.0 it would give no series, and a 204.
+	if proto, ok := params["proto"]; ok && proto != remoteWrite1Proto {
+		a.rejected.Inc()
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type names the protobuf message %q: deploywatch takes remote_write 1.0 only; set protobuf_message: %s in this remote_write of prometheus.yml", proto, remoteWrite1Proto), nil)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "snappy" {
@@ -385,7 +482,7 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 		}
 		// A retried request maps to the same parts (the last values are
 		// only updated below), stored under the same keys.
-		if err := storeParts(r.Context(), rw.parts, parts); err != nil {
+		if err := storeParts(r.Context(), rw.parts, parts, a.cfg.MaxMessageBytes); err != nil {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				return
 			}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -32,12 +34,17 @@ type RemoteWriteParts interface {
 	Put(ctx context.Context, key string, value []byte) error
 }
 
-// RemoteWritePartLog is what RemoteWriteFinisher reads parts from.
+// RemoteWritePartLog is what RemoteWriteFinisher reads parts from, and where
+// it marks the samples it finished. It should drop keys after a while (the
+// JetStream bucket's MaxAge): the marks are never deleted otherwise.
 type RemoteWritePartLog interface {
+	RemoteWriteParts
 	// Watch calls fn with every key stored, then with key "" once those
 	// were all sent, then with every change, until ctx is done or the
 	// watch fails. A deleted key comes with a nil value.
 	Watch(ctx context.Context, fn func(key string, value []byte)) error
+	// Has tells whether key is stored.
+	Has(ctx context.Context, key string) (bool, error)
 	Delete(ctx context.Context, key string) error
 }
 
@@ -75,6 +82,9 @@ func partKey(p *rwPart) string {
 }
 
 const partEncodingV1 = 1
+
+// maxContribBytes is the longest encoding of one contribution in a part.
+const maxContribBytes = 8 + 1 + 8 + 8 + binary.MaxVarintLen64
 
 func appendPart(b []byte, p *rwPart) []byte {
 	b = append(b, partEncodingV1)
@@ -159,6 +169,64 @@ func decodePart(b []byte) (*rwPart, error) {
 	return p, nil
 }
 
+// finishedSuffix ends the key <sample key hash>.finished, the mark of a
+// finished sample. The finisher stores it, once the sample was published and
+// before its parts are deleted, with the digests of the parts it folded: a
+// part of a marked sample, left behind by a delete that failed or arriving
+// late, is never folded into a partial sample that would replace the
+// complete one, and a part stored again unchanged (a retried request) is
+// told from a late one.
+const finishedSuffix = "finished"
+
+func markerKey(hash string) string { return hash + "." + finishedSuffix }
+
+const markerEncodingV1 = 1
+
+// partDigest identifies a stored part by its key and value.
+func partDigest(key string, value []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(value)
+	return h.Sum64()
+}
+
+// appendMarker encodes a marker: when the sample was finished and the
+// digests of the parts folded.
+func appendMarker(b []byte, at time.Time, digests []uint64) []byte {
+	b = append(b, markerEncodingV1)
+	b = binary.AppendVarint(b, at.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(digests)))
+	for _, d := range digests {
+		b = binary.LittleEndian.AppendUint64(b, d)
+	}
+	return b
+}
+
+// decodeMarker decodes a marker; ok is false for one it cannot decode,
+// which still marks its sample finished.
+func decodeMarker(b []byte) (at time.Time, digests []uint64, ok bool) {
+	if len(b) == 0 || b[0] != markerEncodingV1 {
+		return time.Time{}, nil, false
+	}
+	b = b[1:]
+	ms, m := binary.Varint(b)
+	if m <= 0 {
+		return time.Time{}, nil, false
+	}
+	b = b[m:]
+	n, m := binary.Uvarint(b)
+	if m <= 0 || len(b[m:])%8 != 0 || n != uint64(len(b[m:])/8) {
+		return time.Time{}, nil, false
+	}
+	b = b[m:]
+	digests = make([]uint64, n)
+	for i := range digests {
+		digests[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return time.UnixMilli(ms), digests, true
+}
+
 // eachParallel calls fn for every key, at most n at once, and returns the
 // first error.
 func eachParallel(ctx context.Context, n int, keys []string, fn func(ctx context.Context, key string) error) error {
@@ -210,21 +278,34 @@ type RemoteWriteFinisherConfig struct {
 
 // RemoteWriteFinisher folds the parts of each remote_write sample into one
 // complete sample, publishes it with an id derived from the sample (so that
-// publishing it again is deduplicated by the event log), then deletes its
-// parts. A part arriving after its sample was finished is dropped: published,
-// it would replace the complete sample with a partial one.
+// publishing it again is deduplicated by the event log), marks it finished in
+// the part log, then deletes its parts. A part arriving after its sample was
+// finished is dropped: published, it would replace the complete sample with
+// a partial one.
 type RemoteWriteFinisher struct {
 	parts RemoteWritePartLog
 	pub   Publisher
 	cfg   RemoteWriteFinisherConfig
 	log   *slog.Logger
 
-	pending  *metrics.Gauge
-	late     *metrics.Counter
-	samples  *metrics.Counter
-	dropped  *metrics.Counter
-	failures *metrics.Counter
+	pending     *metrics.Gauge
+	late        *metrics.Counter
+	samples     *metrics.Counter
+	invalid     *metrics.Counter
+	unencodable *metrics.Counter
+	badParts    *metrics.Counter
+	failures    *metrics.Counter
 }
+
+// cleanupTimeout bounds the marking of finished samples and the deleting of
+// their parts. Both run on after the finisher's context is cancelled: a
+// shutdown between a sample's publish and its marker would otherwise leave
+// parts behind.
+const cleanupTimeout = 10 * time.Second
+
+// warnEvery is how often a warning of one kind is logged: a sender that gets
+// every sample wrong would otherwise log one per sample.
+const warnEvery = time.Minute
 
 // NewRemoteWriteFinisher builds a finisher; Run runs it.
 func NewRemoteWriteFinisher(parts RemoteWritePartLog, pub Publisher, cfg RemoteWriteFinisherConfig) *RemoteWriteFinisher {
@@ -242,27 +323,70 @@ func NewRemoteWriteFinisher(parts RemoteWritePartLog, pub Publisher, cfg RemoteW
 	}
 	return &RemoteWriteFinisher{
 		parts: parts, pub: pub, cfg: cfg, log: cfg.Logger,
-		pending:  cfg.Metrics.GetOrCreateGauge(`deploywatch_remote_write_pending_samples`, nil),
-		late:     cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`),
-		samples:  cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_samples_total`),
-		dropped:  cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_dropped_samples_total`),
-		failures: cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_finish_errors_total`),
+		pending:     cfg.Metrics.GetOrCreateGauge(`deploywatch_remote_write_pending_samples`, nil),
+		late:        cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`),
+		samples:     cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_samples_total`),
+		invalid:     droppedSamplesCounter(cfg.Metrics, "invalid"),
+		unencodable: droppedSamplesCounter(cfg.Metrics, "unencodable"),
+		badParts:    droppedSamplesCounter(cfg.Metrics, "bad_part"),
+		failures:    cfg.Metrics.GetOrCreateCounter(`deploywatch_remote_write_finish_errors_total`),
 	}
 }
 
 // rwPending is a sample waiting for its parts.
 type rwPending struct {
-	key   rwSampleKey
-	hash  string
-	first time.Time          // when its first part arrived
-	parts map[string]*rwPart // by part key
+	key     rwSampleKey
+	hash    string
+	first   time.Time          // when its first part arrived
+	parts   map[string]*rwPart // by part key
+	digests map[string]uint64  // partDigest by part key
+}
+
+// rwFinished is a sample finished, by this finisher or another.
+type rwFinished struct {
+	at      time.Time
+	digests []uint64 // of the parts folded, when known
 }
 
 // rwFinishState is what the finisher holds between ticks.
 type rwFinishState struct {
 	ready    bool // the parts stored before the watch began were all read
 	pending  map[string]*rwPending
-	finished map[string]time.Time // sample key hash -> when it was finished
+	finished map[string]rwFinished // by sample key hash
+	warnings map[string]*rwWarning // by message
+}
+
+// rwWarning is when a warning may be logged again, and how many were held
+// back since it last was.
+type rwWarning struct {
+	next time.Time
+	held int
+}
+
+// warn logs msg at most once per warnEvery, with the number held back.
+func (f *RemoteWriteFinisher) warn(st *rwFinishState, msg string, args ...any) {
+	w := st.warnings[msg]
+	if w == nil {
+		w = &rwWarning{}
+		st.warnings[msg] = w
+	}
+	now := time.Now()
+	if now.Before(w.next) {
+		w.held++
+		return
+	}
+	if w.held > 0 {
+		args = append(args, "held_back", w.held)
+	}
+	w.next, w.held = now.Add(warnEvery), 0
+	f.log.Warn(msg, args...)
+}
+
+// forgetAfter is how long a finished sample is remembered in memory; its
+// marker stays in the part log longer, and a sample older than half of it
+// is looked up there before it is published.
+func (f *RemoteWriteFinisher) forgetAfter() time.Duration {
+	return max(15*time.Minute, 10*f.cfg.FinishDelay)
 }
 
 type rwPartEvent struct {
@@ -273,7 +397,7 @@ type rwPartEvent struct {
 // Run finishes samples until ctx is done; it then returns nil. A failed
 // watch of the parts is started again: it replays the parts stored.
 func (f *RemoteWriteFinisher) Run(ctx context.Context) error {
-	st := &rwFinishState{finished: map[string]time.Time{}}
+	st := &rwFinishState{finished: map[string]rwFinished{}, warnings: map[string]*rwWarning{}}
 	for {
 		err := f.run(ctx, st)
 		if ctx.Err() != nil {
@@ -330,52 +454,102 @@ func (f *RemoteWriteFinisher) receive(ctx context.Context, st *rwFinishState, e 
 		st.ready = true
 		return
 	}
-	hash, _, ok := strings.Cut(e.key, ".")
+	hash, rest, ok := strings.Cut(e.key, ".")
 	if !ok {
+		return
+	}
+	if rest == finishedSuffix {
+		if e.value != nil {
+			at, digests, _ := decodeMarker(e.value)
+			f.marked(ctx, st, hash, at, digests)
+		}
 		return
 	}
 	if e.value == nil {
 		// Deleted, by this finisher or another replica's: once all of a
-		// sample's parts are gone it was finished elsewhere.
+		// sample's parts are gone it was finished elsewhere (a replica
+		// that marks samples is seen to by its marker).
 		if p := st.pending[hash]; p != nil {
 			delete(p.parts, e.key)
+			delete(p.digests, e.key)
 			if len(p.parts) == 0 {
 				delete(st.pending, hash)
-				st.finished[hash] = time.Now()
+				if _, ok := st.finished[hash]; !ok {
+					st.finished[hash] = rwFinished{at: time.Now()}
+				}
 				f.pending.Set(float64(len(st.pending)))
 			}
 		}
 		return
 	}
-	if _, done := st.finished[hash]; done {
-		f.late.Inc()
-		f.log.Warn("dropping a remote_write part that arrived after its sample was finished: raise --remote-write-finish-delay if this recurs", "part", e.key)
-		f.deleteParts(ctx, []string{e.key})
+	digest := partDigest(e.key, e.value)
+	if fin, done := st.finished[hash]; done {
+		// A part folded already, stored again by a retried request, is
+		// no news; another is late.
+		if !slices.Contains(fin.digests, digest) {
+			f.latePart(st, e.key)
+		}
+		f.deleteParts(ctx, st, []string{e.key})
 		return
 	}
 	part, err := decodePart(e.value)
 	if err != nil || sampleKeyHash(part.key) != hash {
-		f.dropped.Inc()
-		f.log.Warn("dropping a stored remote_write part that cannot be decoded", "part", e.key, "bytes", len(e.value))
-		f.deleteParts(ctx, []string{e.key})
+		f.badParts.Inc()
+		f.warn(st, "dropping a stored remote_write part that cannot be decoded", "part", e.key, "bytes", len(e.value))
+		f.deleteParts(ctx, st, []string{e.key})
 		return
 	}
 	p := st.pending[hash]
 	if p == nil {
-		p = &rwPending{key: part.key, hash: hash, first: time.Now(), parts: map[string]*rwPart{}}
+		p = &rwPending{key: part.key, hash: hash, first: time.Now(), parts: map[string]*rwPart{}, digests: map[string]uint64{}}
 		st.pending[hash] = p
 		f.pending.Set(float64(len(st.pending)))
 	}
 	p.parts[e.key] = part
+	p.digests[e.key] = digest
 }
 
-// finishDue publishes the samples whose delay has passed, then deletes their parts.
+// marked takes the marker of a sample finished at at (zero: unknown): its
+// parts still pending were left behind (a delete that failed) or are late,
+// and are deleted. A sample finished long ago is not remembered: the markers
+// the bucket replays after a restart are an hour's.
+func (f *RemoteWriteFinisher) marked(ctx context.Context, st *rwFinishState, hash string, at time.Time, digests []uint64) {
+	now := time.Now()
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	if at.After(now.Add(-f.forgetAfter())) {
+		st.finished[hash] = rwFinished{at: at, digests: digests}
+	}
+	p := st.pending[hash]
+	if p == nil {
+		return
+	}
+	delete(st.pending, hash)
+	f.pending.Set(float64(len(st.pending)))
+	keys := make([]string, 0, len(p.parts))
+	for k := range p.parts {
+		keys = append(keys, k)
+		if !slices.Contains(digests, p.digests[k]) {
+			f.latePart(st, k)
+		}
+	}
+	f.deleteParts(ctx, st, keys)
+}
+
+func (f *RemoteWriteFinisher) latePart(st *rwFinishState, key string) {
+	f.late.Inc()
+	f.warn(st, "dropping a remote_write part that arrived after its sample was finished: raise --remote-write-finish-delay if this recurs", "part", key)
+}
+
+// finishDue publishes the samples whose delay has passed, marks them
+// finished, then deletes their parts.
 func (f *RemoteWriteFinisher) finishDue(ctx context.Context, st *rwFinishState, now time.Time) {
-	// Late parts are recognised for a while; one later still is taken for
-	// a new sample (and its part would then replace the complete sample).
-	forget := now.Add(-max(15*time.Minute, 10*f.cfg.FinishDelay))
-	for h, at := range st.finished {
-		if at.Before(forget) {
+	// Finished samples are remembered for a while, and looked up in the
+	// part log once they may have been forgotten (see forgetAfter).
+	forget := now.Add(-f.forgetAfter())
+	for h, fin := range st.finished {
+		if fin.at.Before(forget) {
 			delete(st.finished, h)
 		}
 	}
@@ -393,47 +567,139 @@ func (f *RemoteWriteFinisher) finishDue(ctx context.Context, st *rwFinishState, 
 		return
 	}
 	slices.SortFunc(due, func(a, b *rwPending) int { return strings.Compare(a.hash, b.hash) })
+	due = f.dropMarked(ctx, st, due, now)
 	const perPublish = 1000
 	for len(due) > 0 && ctx.Err() == nil {
 		chunk := due[:min(perPublish, len(due))]
 		due = due[len(chunk):]
 		var msgs []schema.Message
-		var keys []string
-		published := 0
-		for _, p := range chunk {
-			for k := range p.parts {
-				keys = append(keys, k)
-			}
+		valid := make([]bool, len(chunk))
+		for i, p := range chunk {
 			b := f.fold(p)
 			if err := b.Validate(); err != nil {
-				f.dropped.Inc()
-				f.log.Warn("dropping a remote_write sample that is not a valid deploywatch sample", "service", b.Service, "env", b.Env, "err", err)
+				f.invalid.Inc()
+				f.warn(st, "dropping a remote_write sample that is not a valid deploywatch sample", "service", b.Service, "env", b.Env, "err", err)
 				continue
 			}
 			m, err := schema.EncodeMessages(&b, 1, f.cfg.MaxMessageBytes)
 			if err != nil {
-				f.dropped.Inc()
-				f.log.Warn("dropping a remote_write sample that cannot be encoded", "service", b.Service, "env", b.Env, "err", err)
+				f.unencodable.Inc()
+				f.warn(st, "dropping a remote_write sample that cannot be encoded", "service", b.Service, "env", b.Env, "err", err)
 				continue
 			}
 			msgs = append(msgs, m...)
-			published++
+			valid[i] = true
 		}
 		if err := f.pub.Publish(ctx, msgs); err != nil {
 			f.failures.Inc()
 			if ctx.Err() == nil {
-				f.log.Warn("cannot publish finished remote_write samples; retrying", "samples", len(msgs), "err", err)
+				f.warn(st, "cannot publish finished remote_write samples; retrying", "samples", len(msgs), "err", err)
 			}
 			return
 		}
-		f.samples.Add(published)
-		for _, p := range chunk {
-			delete(st.pending, p.hash)
-			st.finished[p.hash] = now
+		// Published: from here on the context's cancellation (a shutdown)
+		// must not stop the marking and deleting half way.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		digests := make([][]uint64, len(chunk))
+		markers := make(map[string][]byte, len(chunk))
+		for i, p := range chunk {
+			digests[i] = p.digestList()
+			markers[markerKey(p.hash)] = appendMarker(nil, now, digests[i])
 		}
+		var mu sync.Mutex
+		stored := make(map[string]bool, len(chunk))
+		err := eachParallel(cctx, 16, slices.Collect(maps.Keys(markers)), func(ctx context.Context, k string) error {
+			if err := f.parts.Put(ctx, k, markers[k]); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			stored[k] = true
+			return nil
+		})
+		cancel()
+		var keys []string
+		published := 0
+		for i, p := range chunk {
+			if !stored[markerKey(p.hash)] {
+				// Stays pending with its parts: published again (the
+				// event log deduplicates it) and marked on the next tick.
+				continue
+			}
+			if valid[i] {
+				published++
+			}
+			for k := range p.parts {
+				keys = append(keys, k)
+			}
+			delete(st.pending, p.hash)
+			st.finished[p.hash] = rwFinished{at: now, digests: digests[i]}
+		}
+		f.samples.Add(published)
 		f.pending.Set(float64(len(st.pending)))
-		f.deleteParts(ctx, keys)
+		f.deleteParts(ctx, st, keys)
+		if err != nil {
+			f.failures.Inc()
+			f.warn(st, "cannot mark finished remote_write samples; their parts are kept until they are", "samples", len(chunk)-len(stored), "err", err)
+			return
+		}
 	}
+}
+
+// digestList is the digests of the sample's parts.
+func (p *rwPending) digestList() []uint64 {
+	out := make([]uint64, 0, len(p.digests))
+	for _, d := range p.digests {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dropMarked looks up in the part log the markers of the due samples old
+// enough to have been finished and forgotten: the parts of a sample marked
+// finished are late, and deleted. It returns the others; a sample it could
+// not look up waits for the next tick.
+func (f *RemoteWriteFinisher) dropMarked(ctx context.Context, st *rwFinishState, due []*rwPending, now time.Time) []*rwPending {
+	old := now.Add(-f.forgetAfter() / 2).UnixMilli()
+	var check []string
+	for _, p := range due {
+		if p.key.tsMs < old {
+			check = append(check, p.hash)
+		}
+	}
+	if len(check) == 0 {
+		return due
+	}
+	var mu sync.Mutex
+	isMarked, failed := map[string]bool{}, map[string]bool{}
+	err := eachParallel(ctx, 16, check, func(ctx context.Context, h string) error {
+		ok, err := f.parts.Has(ctx, markerKey(h))
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed[h] = true
+			return nil
+		}
+		isMarked[h] = ok
+		return nil
+	})
+	if err != nil || len(failed) > 0 {
+		f.failures.Inc()
+		if ctx.Err() == nil {
+			f.warn(st, "cannot look up whether old remote_write samples were finished; they wait", "samples", len(failed))
+		}
+	}
+	out := due[:0]
+	for _, p := range due {
+		switch {
+		case isMarked[p.hash]:
+			f.marked(ctx, st, p.hash, time.Time{}, nil)
+		case p.key.tsMs >= old || (err == nil && !failed[p.hash]):
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // fold builds the sample's batch, with an id derived from the sample alone.
@@ -456,30 +722,73 @@ func (f *RemoteWriteFinisher) fold(p *rwPending) schema.MetricsBatch {
 	return b
 }
 
-// deleteParts deletes parts whose sample was published: a part left behind
-// (a failed delete) is finished again after a restart, under the same id.
-func (f *RemoteWriteFinisher) deleteParts(ctx context.Context, keys []string) {
+// deleteParts deletes parts of samples marked finished. It runs on, for
+// cleanupTimeout, after ctx is cancelled; a part it leaves behind is
+// recognised by its sample's marker.
+func (f *RemoteWriteFinisher) deleteParts(ctx context.Context, st *rwFinishState, keys []string) {
 	if len(keys) == 0 {
 		return
 	}
-	err := eachParallel(ctx, 16, keys, func(ctx context.Context, k string) error { return f.parts.Delete(ctx, k) })
-	if err != nil && ctx.Err() == nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	// Every delete is tried: one that fails does not stop the others.
+	var mu sync.Mutex
+	failed := 0
+	var first error
+	_ = eachParallel(ctx, 16, keys, func(ctx context.Context, k string) error {
+		if err := f.parts.Delete(ctx, k); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			failed++
+			first = cmp.Or(first, err)
+		}
+		return nil
+	})
+	if failed > 0 {
 		f.failures.Inc()
-		f.log.Warn("cannot delete finished remote_write parts", "parts", len(keys), "err", err)
+		f.warn(st, "cannot delete finished remote_write parts; their samples' markers keep them from being finished again", "parts", failed, "err", first)
 	}
 }
 
 // storeParts stores a request's parts, returning once every one is stored.
-func storeParts(ctx context.Context, store RemoteWriteParts, parts map[rwSampleKey]*rwPart) error {
+// A part whose encoding is above maxBytes (a NATS message; 0: no limit) is
+// stored as several.
+func storeParts(ctx context.Context, store RemoteWriteParts, parts map[rwSampleKey]*rwPart, maxBytes int) error {
 	keys := make([]string, 0, len(parts))
 	values := make(map[string][]byte, len(parts))
 	for _, p := range parts {
-		k := partKey(p)
-		keys = append(keys, k)
-		values[k] = appendPart(nil, p)
+		v := appendPart(nil, p)
+		if maxBytes <= 0 || len(v) <= maxBytes {
+			k := partKey(p)
+			keys = append(keys, k)
+			values[k] = v
+			continue
+		}
+		for _, q := range splitPart(p, maxBytes) {
+			k := partKey(q)
+			keys = append(keys, k)
+			values[k] = appendPart(nil, q)
+		}
 	}
 	if err := eachParallel(ctx, 16, keys, func(ctx context.Context, k string) error { return store.Put(ctx, k, values[k]) }); err != nil {
 		return fmt.Errorf("cannot store %d remote_write parts: %w", len(keys), err)
 	}
 	return nil
+}
+
+// splitPart splits a part into parts of at most maxBytes each. The series
+// are ordered by their hash first, so that a retried request gives the same
+// parts, under the same keys; folding sums them as one.
+func splitPart(p *rwPart, maxBytes int) []*rwPart {
+	head := len(appendPart(nil, &rwPart{key: p.key})) + binary.MaxVarintLen64
+	per := max((maxBytes-head)/maxContribBytes, 1)
+	cs := slices.Clone(p.contribs)
+	slices.SortFunc(cs, func(a, b rwContrib) int { return cmp.Compare(a.series, b.series) })
+	out := make([]*rwPart, 0, (len(cs)+per-1)/per)
+	for len(cs) > 0 {
+		n := min(per, len(cs))
+		out = append(out, &rwPart{key: p.key, contribs: cs[:n:n]})
+		cs = cs[n:]
+	}
+	return out
 }

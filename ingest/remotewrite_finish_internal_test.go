@@ -2,10 +2,22 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deploywatch/deploywatch/eventlog"
+	"github.com/deploywatch/deploywatch/internal/testenv"
+	"github.com/deploywatch/deploywatch/schema"
 )
 
 // podScrape is one scrape of two pods of checkout: request counters by code
@@ -90,7 +102,7 @@ func TestRemoteWriteSplitScrapeFoldsAsOneRequest(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
 	scrapes := [][]rwSeries{podScrape(t0, 0), podScrape(t0+15_000, 1), podScrape(t0+30_000, 3)}
 
-	whole, err := newRWMapper(RemoteWriteConfig{})
+	whole, err := newRWMapper(RemoteWriteConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +119,7 @@ func TestRemoteWriteSplitScrapeFoldsAsOneRequest(t *testing.T) {
 	// buckets, and a pod across two requests; sent in different orders.
 	for _, split := range [][]int{{7}, {3, 6}, {2, 9, 13}, {1, 10}} {
 		for _, reverse := range []bool{false, true} {
-			m, err := newRWMapper(RemoteWriteConfig{})
+			m, err := newRWMapper(RemoteWriteConfig{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +149,7 @@ func TestRemoteWriteSplitScrapeFoldsAsOneRequest(t *testing.T) {
 
 func TestRemoteWriteRetriedPartChangesNothing(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
-	m, err := newRWMapper(RemoteWriteConfig{})
+	m, err := newRWMapper(RemoteWriteConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,5 +208,227 @@ func TestRemoteWritePartDecodeRefusesGarbage(t *testing.T) {
 	}
 	if _, err := decodePart(append(b, 0)); err == nil {
 		t.Error("a part with a trailing byte decodes")
+	}
+}
+
+func TestRemoteWriteLargePartIsSplitWithinTheLimit(t *testing.T) {
+	ts := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	p := &rwPart{key: rwSampleKey{"checkout", "production", "v1", "pod-a", ts}}
+	for i := range 5000 {
+		p.contribs = append(p.contribs, rwContrib{series: rand.Uint64(), hist: i%3 == 0, isError: i%7 == 0, le: float64(i % 50), delta: float64(i % 13), intervalMs: 15_000})
+	}
+	const limit = 16 << 10
+	split := splitPart(p, limit)
+	if len(split) < 2 {
+		t.Fatalf("a part of %d bytes split into %d parts of at most %d", len(appendPart(nil, p)), len(split), limit)
+	}
+	n := 0
+	var keys []string
+	for _, q := range split {
+		if b := appendPart(nil, q); len(b) > limit {
+			t.Errorf("a split part is %d bytes, above %d", len(b), limit)
+		}
+		n += len(q.contribs)
+		keys = append(keys, partKey(q))
+	}
+	if n != len(p.contribs) {
+		t.Errorf("split parts hold %d contributions, want %d", n, len(p.contribs))
+	}
+	f := NewRemoteWriteFinisher(nil, nil, RemoteWriteFinisherConfig{})
+	whole := f.fold(&rwPending{key: p.key, parts: map[string]*rwPart{"a": p}})
+	byKey := map[string]*rwPart{}
+	for i, q := range split {
+		byKey[keys[i]] = q
+	}
+	if got := f.fold(&rwPending{key: p.key, parts: byKey}); !reflect.DeepEqual(got, whole) {
+		t.Errorf("the split parts fold to %+v, the whole to %+v", got, whole)
+	}
+	// A retried request, whose series may come in another order, stores
+	// the same parts under the same keys.
+	shuffled := &rwPart{key: p.key, contribs: append([]rwContrib(nil), p.contribs...)}
+	rand.Shuffle(len(shuffled.contribs), func(i, j int) {
+		shuffled.contribs[i], shuffled.contribs[j] = shuffled.contribs[j], shuffled.contribs[i]
+	})
+	for i, q := range splitPart(shuffled, limit) {
+		if partKey(q) != keys[i] || !bytes.Equal(appendPart(nil, q), appendPart(nil, split[i])) {
+			t.Fatalf("split part %d differs when the series come in another order", i)
+		}
+	}
+}
+
+// testParts is a real part log: a JetStream key-value bucket as serve opens it.
+func testParts(t *testing.T) *eventlog.Bucket {
+	t.Helper()
+	js, err := jetstream.New(testenv.NATSConn(t, testenv.NATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := eventlog.OpenBucket(context.Background(), js, eventlog.BucketConfig{Name: "remote_write_parts", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// recordingPublisher keeps what is published.
+type recordingPublisher struct {
+	mu   sync.Mutex
+	msgs []schema.Message
+}
+
+func (p *recordingPublisher) Publish(ctx context.Context, msgs []schema.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+func (p *recordingPublisher) published() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.msgs)
+}
+
+// receivePart gives the finisher a part as the watch of the bucket does,
+// once it is stored.
+func receivePart(t *testing.T, f *RemoteWriteFinisher, st *rwFinishState, bucket *eventlog.Bucket, p *rwPart) {
+	t.Helper()
+	k, v := partKey(p), appendPart(nil, p)
+	if err := bucket.Put(context.Background(), k, v); err != nil {
+		t.Fatal(err)
+	}
+	f.receive(context.Background(), st, rwPartEvent{k, v})
+}
+
+func newFinishState() *rwFinishState {
+	return &rwFinishState{ready: true, pending: map[string]*rwPending{}, finished: map[string]rwFinished{}, warnings: map[string]*rwWarning{}}
+}
+
+func TestRemoteWriteFinisherLooksForgottenSamplesUp(t *testing.T) {
+	bucket := testParts(t)
+	pub := &recordingPublisher{}
+	set := metrics.NewSet()
+	f := NewRemoteWriteFinisher(bucket, pub, RemoteWriteFinisherConfig{FinishDelay: 100 * time.Millisecond, Metrics: set})
+	// Two samples of 20 minutes ago; the first was finished then, which
+	// its marker says, but this finisher has forgotten it (it remembers
+	// finished samples for 15 minutes).
+	ts := time.Now().Add(-20 * time.Minute).Truncate(time.Second).UnixMilli()
+	finished := &rwPart{key: rwSampleKey{"checkout", "production", "v1", "pod-a", ts}, contribs: []rwContrib{{series: 1, delta: 5, intervalMs: 15_000}}}
+	fresh := &rwPart{key: rwSampleKey{"checkout", "production", "v1", "pod-b", ts}, contribs: []rwContrib{{series: 2, delta: 7, intervalMs: 15_000}}}
+	if err := bucket.Put(context.Background(), markerKey(sampleKeyHash(finished.key)), appendMarker(nil, time.Now().Add(-20*time.Minute), []uint64{42})); err != nil {
+		t.Fatal(err)
+	}
+	st := newFinishState()
+	// A part of the finished sample arrives late (a retry after an outage).
+	receivePart(t, f, st, bucket, finished)
+	receivePart(t, f, st, bucket, fresh)
+	f.finishDue(context.Background(), st, time.Now().Add(time.Second))
+	if n := pub.published(); n != 1 {
+		t.Fatalf("%d samples published, want 1: the late part of a finished sample would replace it with a partial one", n)
+	}
+	if id, want := pub.msgs[0].ID, "remote_write:"+sampleKeyHash(fresh.key); id != want {
+		t.Fatalf("published %s, want the sample of pod-b, %s", id, want)
+	}
+	if late := set.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`).Get(); late != 1 {
+		t.Errorf("%d late parts, want 1", late)
+	}
+	if ok, err := bucket.Has(context.Background(), partKey(finished)); err != nil || ok {
+		t.Errorf("the late part is still stored (%v, %v)", ok, err)
+	}
+	if len(st.pending) != 0 {
+		t.Errorf("%d samples pending, want none", len(st.pending))
+	}
+}
+
+// countingHandler counts the warnings logged.
+type countingHandler struct {
+	mu    sync.Mutex
+	warns int
+	last  []string
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.Level == slog.LevelWarn {
+		h.warns++
+		h.last = h.last[:0]
+		r.Attrs(func(a slog.Attr) bool {
+			h.last = append(h.last, a.String())
+			return true
+		})
+	}
+	return nil
+}
+
+func TestRemoteWriteFinisherDoesNotFloodTheLog(t *testing.T) {
+	bucket := testParts(t)
+	logs := &countingHandler{}
+	set := metrics.NewSet()
+	f := NewRemoteWriteFinisher(bucket, &recordingPublisher{}, RemoteWriteFinisherConfig{FinishDelay: 100 * time.Millisecond, Metrics: set, Logger: slog.New(logs)})
+	st := newFinishState()
+	ts := time.Now().Add(-time.Minute).Truncate(time.Second).UnixMilli()
+	// Samples no deploywatch sample can be: an env that is not a name
+	// (stored by an older deploywatch, which did not sanitise it).
+	pods := 0
+	invalid := func(n int) {
+		for range n {
+			pods++
+			p := &rwPart{key: rwSampleKey{"checkout", "eu/prod", "v1", fmt.Sprintf("pod-%d", pods), ts}, contribs: []rwContrib{{series: 1, delta: 5, intervalMs: 15_000}}}
+			receivePart(t, f, st, bucket, p)
+		}
+		f.finishDue(context.Background(), st, time.Now().Add(time.Second))
+	}
+	invalid(50)
+	if n := droppedSamplesCounter(set, "invalid").Get(); n != 50 {
+		t.Errorf("%d samples dropped as invalid, want 50", n)
+	}
+	invalid(10)
+	if logs.warns != 1 {
+		t.Errorf("%d warnings for 60 invalid samples, want 1 a minute", logs.warns)
+	}
+	// The next one, once the minute passed, says how many were held back.
+	st.warnings["dropping a remote_write sample that is not a valid deploywatch sample"].next = time.Time{}
+	invalid(1)
+	if logs.warns != 2 || !strings.Contains(strings.Join(logs.last, " "), "held_back=59") {
+		t.Errorf("%d warnings, the last with %v; want 2, the last saying 59 were held back", logs.warns, logs.last)
+	}
+}
+
+func TestRemoteWriteMarker(t *testing.T) {
+	at := time.UnixMilli(1_763_790_000_000)
+	b := appendMarker(nil, at, []uint64{7, 42})
+	gotAt, got, ok := decodeMarker(b)
+	if !ok || !gotAt.Equal(at) || !reflect.DeepEqual(got, []uint64{7, 42}) {
+		t.Fatalf("decoded %v %v %v; want %v [7 42]", gotAt, got, ok, at)
+	}
+	for i := range b {
+		if _, _, ok := decodeMarker(b[:i]); ok {
+			t.Errorf("a marker truncated to %d bytes decodes", i)
+		}
+	}
+
+	// The markers a restart replays: one of an hour ago is not remembered
+	// (the sample is looked up in the bucket if it comes again), but the
+	// parts it finished, left behind, are deleted all the same.
+	bucket := testParts(t)
+	set := metrics.NewSet()
+	f := NewRemoteWriteFinisher(bucket, &recordingPublisher{}, RemoteWriteFinisherConfig{Metrics: set})
+	st := newFinishState()
+	p := &rwPart{key: rwSampleKey{"checkout", "production", "v1", "pod-a", at.UnixMilli()}, contribs: []rwContrib{{series: 1, delta: 5, intervalMs: 15_000}}}
+	receivePart(t, f, st, bucket, p)
+	hash := sampleKeyHash(p.key)
+	f.marked(context.Background(), st, hash, time.Now().Add(-time.Hour), []uint64{partDigest(partKey(p), appendPart(nil, p))})
+	if _, ok := st.finished[hash]; ok || len(st.pending) != 0 {
+		t.Errorf("finished %v, %d pending; want the old marker forgotten and nothing pending", st.finished, len(st.pending))
+	}
+	if ok, err := bucket.Has(context.Background(), partKey(p)); err != nil || ok {
+		t.Errorf("the part left behind is still stored (%v, %v)", ok, err)
+	}
+	if late := set.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`).Get(); late != 0 {
+		t.Errorf("%d late parts, want 0: the part left behind is one the marker lists", late)
 	}
 }

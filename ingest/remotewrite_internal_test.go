@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/klauspost/compress/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -128,6 +129,79 @@ func TestDecodeRemoteWriteRefusesSnappyBomb(t *testing.T) {
 	}
 }
 
+// decodeAllocs decodes body and returns the bytes it allocated.
+func decodeAllocs(t *testing.T, body []byte) ([]rwSeries, error, uint64) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	series, err := decodeRemoteWrite(nil, body, 10<<20)
+	runtime.ReadMemStats(&after)
+	return series, err, after.TotalAlloc - before.TotalAlloc
+}
+
+func TestDecodeRemoteWriteEmptySeriesAllocateNothing(t *testing.T) {
+	// 2.5 million empty series (0a 00), 5 MB decoded from a 240 KB body:
+	// decoded one by one, they took 48 bytes each, 120 MB.
+	pb := bytes.Repeat([]byte{0x0a, 0x00}, 2_500_000)
+	// And series that have labels but no sample.
+	for range 1000 {
+		pb = appendWriteRequest(pb, []rwSeries{{Labels: labels("__name__", "http_requests_total", "job", "checkout")}})
+	}
+	body := snappy.Encode(nil, pb)
+	series, err, grew := decodeAllocs(t, body)
+	if err != nil || len(series) != 0 {
+		t.Errorf("decoded %d series, %v; want none and no error", len(series), err)
+	}
+	// The decoded buffer, and little more.
+	if limit := uint64(len(pb)) + 64<<10; grew > limit {
+		t.Errorf("decoding %d empty series (%d bytes) allocated %d bytes, want at most %d", 2_500_000, len(pb), grew, limit)
+	}
+
+	// Among real series, they cost nothing either.
+	real := []rwSeries{counterSeries("200", 1_763_790_000_000, 10), counterSeries("500", 1_763_790_000_000, 1)}
+	mixed := append(appendWriteRequest(nil, real[:1]), bytes.Repeat([]byte{0x0a, 0x00}, 1000)...)
+	mixed = appendWriteRequest(mixed, real[1:])
+	got, err := decodeRemoteWrite(nil, snappy.Encode(nil, mixed), 10<<20)
+	if err != nil || !reflect.DeepEqual(got, real) {
+		t.Fatalf("decoded %+v, %v; want the two real series", got, err)
+	}
+}
+
+func TestDecodeRemoteWriteRefusesDenseSeries(t *testing.T) {
+	f := func(name string, pb []byte) {
+		t.Helper()
+		series, err, grew := decodeAllocs(t, snappy.Encode(nil, pb))
+		if !errors.Is(err, errRemoteWriteTooDense) {
+			t.Fatalf("%s: decoded %d series, %v; want errRemoteWriteTooDense", name, len(series), err)
+		}
+		if limit := uint64(len(pb)) + 64<<10; grew > limit {
+			t.Errorf("%s: refusing %d bytes allocated %d, want at most %d", name, len(pb), grew, limit)
+		}
+	}
+	// Series of one empty sample and no label (0a 02 12 00): 64 bytes each
+	// decoded out of 4.
+	f("series of one empty sample", bytes.Repeat([]byte{0x0a, 0x02, 0x12, 0x00}, 1_000_000))
+	// One series of a million empty samples: 16 bytes each out of 2.
+	one := append([]byte{0x0a}, protowire.AppendVarint(nil, 2_000_000)...)
+	f("a series of empty samples", append(one, bytes.Repeat([]byte{0x12, 0x00}, 1_000_000)...))
+	// A series without samples whose labels (a="", 32 bytes out of 5)
+	// would be decoded before it is left out.
+	lbl := []byte{0x0a, 0x03, 0x0a, 0x01, 'a'}
+	one = append([]byte{0x0a}, protowire.AppendVarint(nil, uint64(len(lbl)*500_000))...)
+	f("a series of empty labels", append(one, bytes.Repeat(lbl, 500_000)...))
+
+	// What Prometheus sends is far below the limit: its tightest series,
+	// one-letter labels and a sample of value 0.
+	var tight []rwSeries
+	for i := range 1000 {
+		tight = append(tight, rwSeries{Labels: labels("__name__", "x", "a", "b", "c", "d", "e", strconv.Itoa(i%10)), Samples: []rwSample{{TimestampMs: 1_763_790_000_000}}})
+	}
+	if got, err := decodeRemoteWrite(nil, RemoteWriteBody(tight), 10<<20); err != nil || len(got) != len(tight) {
+		t.Fatalf("Prometheus' tightest series: decoded %d, %v; want %d", len(got), err, len(tight))
+	}
+}
+
 // mapSeries maps series as if each request held whole scrapes: every part
 // folded alone into its sample, in batches by service and env.
 func (m *rwMapper) mapSeries(series []rwSeries) ([]schema.MetricsBatch, rwUpdates) {
@@ -166,7 +240,7 @@ func counterSeries(code string, tsMs int64, v float64) rwSeries {
 }
 
 func TestRemoteWriteCounterDeltasAndReset(t *testing.T) {
-	m, err := newRWMapper(RemoteWriteConfig{})
+	m, err := newRWMapper(RemoteWriteConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +290,7 @@ func TestRemoteWriteCounterDeltasAndReset(t *testing.T) {
 }
 
 func TestRemoteWriteHistogram(t *testing.T) {
-	m, err := newRWMapper(RemoteWriteConfig{})
+	m, err := newRWMapper(RemoteWriteConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +385,7 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 	f.Add(append(protowire.AppendVarint(nil, 2<<30), 0x00, 'x'))
 	f.Add(append(protowire.AppendVarint(nil, 900<<10), 0x00, 'x'))
 	f.Add(RemoteWriteBody([]rwSeries{{Labels: labels("__name__", "http_requests_total", "job", "a", "code", "200")}}))
-	m, err := newRWMapper(RemoteWriteConfig{})
+	m, err := newRWMapper(RemoteWriteConfig{}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -321,16 +395,22 @@ func FuzzRemoteWriteDecode(f *testing.F) {
 		series, err := decodeRemoteWrite(nil, body, 1<<20)
 		runtime.ReadMemStats(&after)
 		// A decoded request holds at most some 22 bytes per byte sent
-		// (snappy's largest expansion), and its series little more.
-		if grew := after.TotalAlloc - before.TotalAlloc; grew > 200*uint64(len(body))+256<<10 {
-			t.Fatalf("decoding %d bytes allocated %d", len(body), grew)
+		// (snappy's largest expansion), and its series at most
+		// maxDecodedBytesPerByte per byte of that.
+		decoded, _ := snappy.DecodedLen(body)
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(max(decoded, 0))*(1+maxDecodedBytesPerByte)+64<<10 {
+			t.Fatalf("decoding %d bytes (%d decoded) allocated %d", len(body), decoded, grew)
 		}
 		if err != nil {
 			return
 		}
 		// Decoding is exact: the series encode back to a request that
-		// decodes to the same series.
+		// decodes to the same series (unless it is denser than the
+		// original, which skipped fields made sparser).
 		again, err := decodeWriteRequest(nil, appendWriteRequest(nil, series))
+		if errors.Is(err, errRemoteWriteTooDense) {
+			return
+		}
 		if err != nil {
 			t.Fatalf("decoded series do not decode again: %v", err)
 		}
@@ -428,5 +508,141 @@ func TestRemoteWriteConfigValidate(t *testing.T) {
 	err := RemoteWriteConfig{ErrorStatus: "5(", LatencyHistograms: []string{"http_request_duration_seconds"}}.Validate()
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("ErrorStatus")) || !bytes.Contains([]byte(err.Error()), []byte("_bucket")) {
 		t.Fatalf("got %v, want both problems named", err)
+	}
+}
+
+func TestSanitizeName(t *testing.T) {
+	f := func(v, want string) {
+		t.Helper()
+		if got := sanitizeName(v); got != want {
+			t.Errorf("sanitizeName(%q) = %q, want %q", v, got, want)
+		}
+	}
+	f("checkout", "checkout")
+	f("payments-api_v2.eu", "payments-api_v2.eu")
+	f("shop/checkout", "shop-checkout") // PodMonitor's job: namespace/name
+	f("serviceMonitor/shop/checkout/0", "serviceMonitor-shop-checkout-0")
+	f("kubernetes-pods:8080", "kubernetes-pods-8080")
+	f("café", "caf-")
+	f("/checkout", "checkout")
+	f("__internal", "internal")
+	f("///", "")
+	f("", "")
+	f(strings.Repeat("a", 200), strings.Repeat("a", 128))
+	f("x/"+strings.Repeat("é", 200), "x-"+strings.Repeat("-", 126))
+	if err := (RemoteWriteConfig{DefaultEnv: "prod/eu"}).Validate(); err == nil || !strings.Contains(err.Error(), "prod-eu") {
+		t.Errorf("DefaultEnv prod/eu: %v, want it refused, suggesting prod-eu", err)
+	}
+}
+
+// droppedSamples is the count of deploywatch_remote_write_dropped_samples_total by reason.
+func droppedSamples(set *metrics.Set, reason string) uint64 {
+	return droppedSamplesCounter(set, reason).Get()
+}
+
+func TestRemoteWriteLabelValuesAreSanitised(t *testing.T) {
+	set := metrics.NewSet()
+	m, err := newRWMapper(RemoteWriteConfig{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	series := func(ts int64, v float64, pairs ...string) rwSeries {
+		return rwSeries{Labels: labels(append([]string{"__name__", "http_requests_total", "code", "200"}, pairs...)...), Samples: []rwSample{{Value: v, TimestampMs: ts}}}
+	}
+	scrape := func(ts int64, v float64) []rwSeries {
+		return []rwSeries{
+			series(ts, v, "env", "eu/prod", "job", "shop/checkout"),
+			series(ts, v, "job", "///"),
+			series(ts, v, "instance", "pod-1"),
+			series(ts, v, "env", "???", "job", "cart"),
+			series(ts, v, "job", "cart", "version", strings.Repeat("v", 257)),
+		}
+	}
+	mapOnce(t, m, scrape(t0, 10))
+	got := mapOnce(t, m, scrape(t0+15_000, 25))
+	if len(got) != 1 || got[0].Service != "shop-checkout" || got[0].Env != "eu-prod" || got[0].Samples[0].Requests.Value != 15 {
+		t.Fatalf("got %+v, want one sample of shop-checkout in eu-prod with 15 requests", got)
+	}
+	got[0].Normalize(nil)
+	if err := got[0].Validate(); err != nil {
+		t.Errorf("the sanitised sample is invalid: %v", err)
+	}
+	// Each scrape's samples that cannot be used, counted once the request is stored.
+	for reason, want := range map[string]uint64{"no_service": 4, "bad_env": 2, "long_label": 2, "bad_le": 0} {
+		if got := droppedSamples(set, reason); got != want {
+			t.Errorf("dropped samples for %s: %d, want %d", reason, got, want)
+		}
+	}
+	// A request that is not stored counts nothing.
+	m.mapParts(scrape(t0+30_000, 40))
+	if got := droppedSamples(set, "no_service"); got != 4 {
+		t.Errorf("dropped samples for no_service after a request not stored: %d, want 4", got)
+	}
+}
+
+func TestRemoteWriteHistogramIgnoresBadLe(t *testing.T) {
+	set := metrics.NewSet()
+	m, err := newRWMapper(RemoteWriteConfig{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	// The cumulative increase of each bucket, by le; the valid ones make
+	// buckets of 1, 2, 3 and 1 requests.
+	increase := map[string]float64{"-0": 1, "0.1": 3, "1": 6, "+Inf": 7, "NaN": 2, "-Inf": 4, "-1": 5, "nonsense": 6}
+	scrape := func(ts int64, n float64) []schema.MetricsBatch {
+		var series []rwSeries
+		for le, inc := range increase {
+			series = append(series, rwSeries{
+				Labels:  labels("__name__", "http_request_duration_seconds_bucket", "job", "api", "le", le),
+				Samples: []rwSample{{Value: 100 + inc*n, TimestampMs: ts}},
+			})
+		}
+		series = append(series, rwSeries{ // no le at all
+			Labels:  labels("__name__", "http_request_duration_seconds_bucket", "job", "api"),
+			Samples: []rwSample{{Value: 100 + n, TimestampMs: ts}},
+		})
+		return mapOnce(t, m, series)
+	}
+	scrape(t0, 0)
+	got := scrape(t0+15_000, 1)
+	if len(got) != 1 || got[0].Samples[0].LatencyHistogram == nil {
+		t.Fatalf("got %+v, want one sample with a histogram", got)
+	}
+	h := got[0].Samples[0].LatencyHistogram
+	if want := []float64{0, 100, 1000}; !reflect.DeepEqual(h.BoundsMs, want) {
+		t.Errorf("bounds %v, want %v: NaN, -Inf, negative and unparsable bounds ignored", h.BoundsMs, want)
+	}
+	var counts []uint64
+	for _, c := range h.Counts {
+		counts = append(counts, c.Value)
+	}
+	if want := []uint64{1, 2, 3, 1}; !reflect.DeepEqual(counts, want) {
+		t.Errorf("counts %v, want %v", counts, want)
+	}
+	if s := got[0].Samples[0]; s.Requests.Value != 7 {
+		t.Errorf("requests %d, want 7 (the +Inf bucket)", s.Requests.Value)
+	}
+	if n := droppedSamples(set, "bad_le"); n != 2*5 {
+		t.Errorf("%d samples dropped for bad_le, want 10 (5 series in 2 scrapes)", n)
+	}
+}
+
+func TestRemoteWriteEvictionsAreCounted(t *testing.T) {
+	set := metrics.NewSet()
+	m, err := newRWMapper(RemoteWriteConfig{MaxSeries: 2}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	mapOnce(t, m, []rwSeries{counterSeries("200", t0, 1), counterSeries("404", t0, 1)})
+	evicted := set.GetOrCreateCounter(`deploywatch_remote_write_evicted_series_total`)
+	if evicted.Get() != 0 {
+		t.Fatalf("%d series evicted below MaxSeries", evicted.Get())
+	}
+	mapOnce(t, m, []rwSeries{counterSeries("500", t0, 1), counterSeries("503", t0, 1), counterSeries("200", t0+15_000, 2)})
+	if len(m.last) != 2 || evicted.Get() < 2 {
+		t.Errorf("%d series remembered, %d evicted; want 2 and at least 2", len(m.last), evicted.Get())
 	}
 }

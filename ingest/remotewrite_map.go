@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/deploywatch/deploywatch/schema"
 )
 
@@ -96,6 +98,9 @@ func (c RemoteWriteConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("remote_write LatencyHistograms: %q is not a histogram's bucket series: name the one ending in _bucket", n))
 		}
 	}
+	if s := sanitizeName(c.DefaultEnv); s != c.DefaultEnv {
+		errs = append(errs, fmt.Errorf("remote_write DefaultEnv %q is not an env name: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. %q", c.DefaultEnv, s))
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,18 +118,50 @@ type rwMapper struct {
 	errStatus  *regexp.Regexp
 	counters   map[string]bool
 	histograms map[string]bool
+	dropped    [rwDropReasons]*metrics.Counter
+	evicted    *metrics.Counter
 
 	mu   sync.Mutex
 	last map[string]rwPoint
 }
 
-func newRWMapper(cfg RemoteWriteConfig) (*rwMapper, error) {
+// rwDrop is why the samples of a series cannot be used.
+type rwDrop int
+
+const (
+	dropNoService rwDrop = iota // no service label, or one without a letter or digit
+	dropBadEnv                  // an env label without a letter or digit
+	dropLongLabel               // a version or instance label above 256 bytes
+	dropBadLe                   // a histogram bucket whose le is not +Inf or a finite number >= 0
+	rwDropReasons
+)
+
+// rwDropNames are the reasons of deploywatch_remote_write_dropped_samples_total.
+var rwDropNames = [rwDropReasons]string{"no_service", "bad_env", "long_label", "bad_le"}
+
+// droppedSamplesCounter counts samples dropped for reason; remote_write's
+// mapper and finisher share the metric.
+func droppedSamplesCounter(set *metrics.Set, reason string) *metrics.Counter {
+	return set.GetOrCreateCounter(`deploywatch_remote_write_dropped_samples_total{reason="` + reason + `"}`)
+}
+
+// maxLabelText is the longest version or instance a sample takes.
+const maxLabelText = 256
+
+func newRWMapper(cfg RemoteWriteConfig, set *metrics.Set) (*rwMapper, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if set == nil {
+		set = metrics.NewSet()
+	}
 	cfg = cfg.withDefaults()
 	re := regexp.MustCompile("^(?:" + cfg.ErrorStatus + ")$")
-	m := &rwMapper{cfg: cfg, errStatus: re, counters: map[string]bool{}, histograms: map[string]bool{}, last: map[string]rwPoint{}}
+	m := &rwMapper{cfg: cfg, errStatus: re, counters: map[string]bool{}, histograms: map[string]bool{}, last: map[string]rwPoint{},
+		evicted: set.GetOrCreateCounter(`deploywatch_remote_write_evicted_series_total`)}
+	for i, r := range rwDropNames {
+		m.dropped[i] = droppedSamplesCounter(set, r)
+	}
 	for _, n := range cfg.RequestCounters {
 		m.counters[n] = true
 	}
@@ -166,9 +203,13 @@ type rwPart struct {
 	contribs []rwContrib
 }
 
-// rwUpdates are the series' new last values, applied by commit once the
-// samples they produced were stored, so a retried request maps the same.
-type rwUpdates map[string]rwPoint
+// rwUpdates are the series' new last values and the count of the samples
+// that cannot be used, applied by commit once the samples the request
+// produced were stored, so a retried request maps the same and counts once.
+type rwUpdates struct {
+	last    map[string]rwPoint
+	dropped [rwDropReasons]int
+}
 
 // maxIntervalMs is the longest gap between two samples of a series that
 // still gives a delta (schema's limit on interval_s).
@@ -176,7 +217,7 @@ const maxIntervalMs = 86400 * 1000
 
 // mapParts maps series to the parts they give to samples.
 func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdates) {
-	updates := rwUpdates{}
+	updates := rwUpdates{last: map[string]rwPoint{}}
 	parts := map[rwSampleKey]*rwPart{}
 	var key strings.Builder
 	m.mu.Lock()
@@ -190,8 +231,9 @@ func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdat
 		}
 		var le float64
 		if isHist {
-			v, err := parseLe(labelValue(s.Labels, "le"))
-			if err != nil {
+			v, ok := parseLe(labelValue(s.Labels, "le"))
+			if !ok {
+				updates.dropped[dropBadLe] += len(s.Samples)
 				continue
 			}
 			le = v
@@ -208,21 +250,32 @@ func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdat
 				}
 			}
 		}
+		// Service and env become parts of JetStream subjects: a value such
+		// as PodMonitor's job ns/name is made a name (ns-name) here, as a
+		// sample the finisher found invalid would be dropped after the 204.
 		service := ""
 		for _, l := range m.cfg.ServiceLabels {
 			if service = labelValue(s.Labels, l); service != "" {
 				break
 			}
 		}
-		if service == "" {
+		if service = sanitizeName(service); service == "" {
+			updates.dropped[dropNoService] += len(s.Samples)
 			continue
 		}
-		env := labelValue(s.Labels, m.cfg.EnvLabel)
-		if env == "" {
-			env = m.cfg.DefaultEnv
+		env := m.cfg.DefaultEnv
+		if v := labelValue(s.Labels, m.cfg.EnvLabel); v != "" {
+			if env = sanitizeName(v); env == "" {
+				updates.dropped[dropBadEnv] += len(s.Samples)
+				continue
+			}
 		}
 		version := labelValue(s.Labels, m.cfg.VersionLabel)
 		instance := labelValue(s.Labels, m.cfg.InstanceLabel)
+		if len(version) > maxLabelText || len(instance) > maxLabelText {
+			updates.dropped[dropLongLabel] += len(s.Samples)
+			continue
+		}
 
 		key.Reset()
 		for _, l := range s.Labels {
@@ -232,7 +285,7 @@ func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdat
 			key.WriteByte(0)
 		}
 		k := key.String()
-		prev, ok := updates[k]
+		prev, ok := updates.last[k]
 		if !ok {
 			prev, ok = m.last[k]
 		}
@@ -269,24 +322,31 @@ func (m *rwMapper) mapParts(series []rwSeries) (map[rwSampleKey]*rwPart, rwUpdat
 			p.contribs = append(p.contribs, rwContrib{series: seriesHash, hist: isHist, isError: isError, le: le, delta: delta, intervalMs: interval})
 		}
 		if ok {
-			updates[k] = prev
+			updates.last[k] = prev
 		}
 	}
 	return parts, updates
 }
 
 // commit remembers the series' new last values, dropping arbitrary series
-// when more than MaxSeries are remembered.
+// (counted as evicted: their next sample only primes them again) when more
+// than MaxSeries are remembered, and counts the samples dropped.
 func (m *rwMapper) commit(u rwUpdates) {
+	for i, n := range u.dropped {
+		if n > 0 {
+			m.dropped[i].Add(n)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, p := range u {
+	for k, p := range u.last {
 		if old, ok := m.last[k]; ok && old.tsMs >= p.tsMs {
 			continue
 		}
 		if _, ok := m.last[k]; !ok && len(m.last) >= m.cfg.MaxSeries {
 			for victim := range m.last {
 				delete(m.last, victim)
+				m.evicted.Inc()
 				break
 			}
 		}
@@ -377,9 +437,57 @@ func labelValue(ls []rwLabel, name string) string {
 	return ""
 }
 
-func parseLe(s string) (float64, error) {
+// parseLe parses a bucket's upper bound: +Inf or a finite number >= 0. NaN
+// would be a bound no other equals, -Inf or a negative bound no latency.
+func parseLe(s string) (float64, bool) {
 	if s == "+Inf" {
-		return math.Inf(1), nil
+		return math.Inf(1), true
 	}
-	return strconv.ParseFloat(s, 64)
+	v, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil || math.IsNaN(v) || math.IsInf(v, -1) || v < 0:
+		return 0, false
+	case v == 0:
+		return 0, true // -0 too
+	}
+	return v, true
+}
+
+// sanitizeName makes a label value a deploywatch service or env name (1-128
+// letters, digits, '.', '_' or '-', starting with a letter or digit): every
+// other character becomes '-', leading '.', '_' and '-' are dropped, and the
+// rest is cut to 128 bytes. It returns "" for a value without a letter or
+// digit to start with.
+func sanitizeName(v string) string {
+	const maxName = 128
+	valid := len(v) > 0 && len(v) <= maxName && isAlnum(v[0])
+	for i := 0; valid && i < len(v); i++ {
+		valid = isNameByte(v[i])
+	}
+	if valid {
+		return v
+	}
+	b := make([]byte, 0, min(len(v), maxName))
+	for _, r := range v {
+		if len(b) == maxName {
+			break
+		}
+		c := byte('-')
+		if r < 0x80 && isNameByte(byte(r)) {
+			c = byte(r)
+		}
+		if len(b) == 0 && !isAlnum(c) {
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+func isNameByte(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '-'
 }

@@ -2,12 +2,14 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,6 +168,10 @@ func TestRemoteWriteBadInput(t *testing.T) {
 	duplicate[0].Labels = append(slices.Clone(duplicate[0].Labels), duplicate[0].Labels[len(duplicate[0].Labels)-1])
 	f("duplicate labels", ingest.RemoteWriteBody(duplicate), http.StatusBadRequest, "twice")
 	f("no snappy", valid, http.StatusUnsupportedMediaType, "Content-Type", "application/x-protobuf")
+	// A million series of one empty sample, 4 bytes each, would take 64
+	// bytes each decoded.
+	f("dense series", snappy.Encode(nil, bytes.Repeat([]byte{0x0a, 0x02, 0x12, 0x00}, 1<<20)), http.StatusBadRequest, "no Prometheus request")
+	f("empty series", snappy.Encode(nil, bytes.Repeat([]byte{0x0a, 0x00}, 1<<20)), http.StatusNoContent)
 	if n := h.count(schema.MetricsStream); n != 0 {
 		t.Fatalf("%d messages stored from bad input, want none", n)
 	}
@@ -207,8 +213,21 @@ func TestRemoteWriteEventLogUnavailable(t *testing.T) {
 	}
 }
 
-// partsLeft is how many parts wait in the bucket.
+// partsLeft is how many parts wait in the bucket, leaving out the markers
+// of finished samples.
 func (h *harness) partsLeft() int {
+	h.t.Helper()
+	n := 0
+	for _, k := range h.bucketKeys() {
+		if !strings.HasSuffix(k, ".finished") {
+			n++
+		}
+	}
+	return n
+}
+
+// bucketKeys is the keys of the parts' bucket.
+func (h *harness) bucketKeys() []string {
 	h.t.Helper()
 	kv, err := h.js.KeyValue(testContext(h.t), "remote_write_parts")
 	if err != nil {
@@ -216,12 +235,12 @@ func (h *harness) partsLeft() int {
 	}
 	keys, err := kv.Keys(testContext(h.t))
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return 0
+		return nil
 	}
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return len(keys)
+	return keys
 }
 
 func (h *harness) pendingSamples() float64 {
@@ -315,5 +334,253 @@ func TestRemoteWriteLatePartIsDropped(t *testing.T) {
 	}
 	if after := storedSamples(t, h)["10.4.0.13:8080"]; after.Requests.Value != before.Requests.Value {
 		t.Errorf("requests %d after a late part, %d before", after.Requests.Value, before.Requests.Value)
+	}
+}
+
+func TestRemoteWrite2IsRefused(t *testing.T) {
+	h := start(t, setup{})
+	body := ingest.RemoteWriteBody(scrape(time.Now().Add(-time.Minute), 0))
+	post := func(contentType string) response {
+		return h.do(http.MethodPost, "/api/v1/write", bytes.NewReader(body), "Content-Type", contentType, "Content-Encoding", "snappy")
+	}
+	// Prometheus 3 with protobuf_message: io.prometheus.write.v2.Request.
+	r := post("application/x-protobuf;proto=io.prometheus.write.v2.Request")
+	if r.code != http.StatusUnsupportedMediaType || !strings.Contains(string(r.body), "protobuf_message: prometheus.WriteRequest") {
+		t.Errorf("remote_write 2.0: status %d, want 415 naming protobuf_message: prometheus.WriteRequest; body: %s", r.code, r.body)
+	}
+	wantCode(t, post("application/x-protobuf;proto=prometheus.WriteRequest"), http.StatusNoContent)
+}
+
+func TestRemoteWritePodMonitorJobIsStored(t *testing.T) {
+	h := start(t, setup{})
+	// A PodMonitor's job is <namespace>/<name>: not a deploywatch name as it is.
+	podMonitor := func(ts time.Time, n int) []byte {
+		s := scrape(ts, n)
+		for i := range s {
+			s[i].Labels = slices.Clone(s[i].Labels)
+			for j := range s[i].Labels {
+				if s[i].Labels[j].Name == "job" {
+					s[i].Labels[j].Value = "shop/checkout"
+				}
+			}
+		}
+		return ingest.RemoteWriteBody(s)
+	}
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(podMonitor(t0, 0)), http.StatusNoContent)
+	wantCode(t, h.remoteWrite(podMonitor(t0.Add(15*time.Second), 1)), http.StatusNoContent)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := h.count(schema.MetricsStream)
+		return n == 2, fmt.Sprintf("%d samples stored, want 2", n)
+	})
+	for _, m := range h.stored(schema.MetricsStream) {
+		var b schema.MetricsBatch
+		if err := schema.DecodeMetricsMessage(m.Header.Get(schema.EncodingHeader), m.Data, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Service != "shop-checkout" {
+			t.Errorf("service %q, want shop-checkout", b.Service)
+		}
+	}
+}
+
+func TestRemoteWriteLargePartIsStored(t *testing.T) {
+	// A NATS server with a small max_payload, and the API's message limit
+	// under it as serve sets it.
+	h := start(t, setup{maxPayload: 64 << 10, cfg: ingest.Config{MaxMessageBytes: 48 << 10}})
+	// One pod whose request counter has 3,000 series (routes by code): one
+	// sample, whose part in a request is some 80 KB.
+	const routes = 3000
+	series := func(ts time.Time, n int) []byte {
+		var s []ingest.RWSeries
+		for i := range routes {
+			s = append(s, ingest.RWSeries{
+				Labels: []ingest.RWLabel{{Name: "__name__", Value: "http_requests_total"}, {Name: "code", Value: strconv.Itoa(200 + i%3)},
+					{Name: "env", Value: "production"}, {Name: "instance", Value: "10.4.0.12:8080"}, {Name: "job", Value: "checkout"},
+					{Name: "route", Value: "/api/v1/items/" + strconv.Itoa(i)}},
+				Samples: []ingest.RWSample{{Value: float64(1000 + n*(i%5+1)), TimestampMs: ts.UnixMilli()}},
+			})
+		}
+		return ingest.RemoteWriteBody(s)
+	}
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(series(t0, 0)), http.StatusNoContent)
+	wantCode(t, h.remoteWrite(series(t0.Add(15*time.Second), 1)), http.StatusNoContent)
+	s, ok := waitSamples(t, h, 1)["10.4.0.12:8080"]
+	if want := uint64(routes / 5 * (1 + 2 + 3 + 4 + 5)); !ok || s.Requests.Value != want {
+		t.Errorf("requests %d, want %d: every series of the split part", s.Requests.Value, want)
+	}
+}
+
+// bucketEntries is the parts stored in the bucket, by key.
+func (h *harness) bucketEntries() map[string][]byte {
+	h.t.Helper()
+	kv, err := h.js.KeyValue(testContext(h.t), "remote_write_parts")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, k := range h.bucketKeys() {
+		e, err := kv.Get(testContext(h.t), k)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out[k] = e.Value()
+	}
+	return out
+}
+
+func TestRemoteWriteRetriedPartIsNotLate(t *testing.T) {
+	h := start(t, setup{noFinisher: true})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0, 0))), http.StatusNoContent)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0.Add(15*time.Second), 1))), http.StatusNoContent)
+	parts := h.bucketEntries()
+	if len(parts) != 2 {
+		t.Fatalf("%d parts stored, want 2", len(parts))
+	}
+	h.startFinisher(100 * time.Millisecond)
+	waitSamples(t, h, 2)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return h.partsLeft() == 0, fmt.Sprintf("%d parts left in the bucket", h.partsLeft())
+	})
+	// A request whose store failed half way is sent again, storing the
+	// parts that were stored already once more, unchanged.
+	for k, v := range parts {
+		if err := h.parts.Put(testContext(t), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return h.partsLeft() == 0, fmt.Sprintf("%d parts left in the bucket", h.partsLeft())
+	})
+	if late := h.metrics.GetOrCreateCounter(`deploywatch_remote_write_late_parts_total`).Get(); late != 0 {
+		t.Errorf("%d late parts counted for parts stored again unchanged, want 0", late)
+	}
+	if n := h.count(schema.MetricsStream); n != 2 {
+		t.Errorf("%d messages, want 2", n)
+	}
+}
+
+// flakyDeletes fails the first delete of each sample's parts.
+type flakyDeletes struct {
+	*eventlog.Bucket
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (b *flakyDeletes) Delete(ctx context.Context, key string) error {
+	hash, _, _ := strings.Cut(key, ".")
+	b.mu.Lock()
+	first := !b.seen[hash]
+	b.seen[hash] = true
+	b.mu.Unlock()
+	if first {
+		return errors.New("injected: the delete timed out")
+	}
+	return b.Bucket.Delete(ctx, key)
+}
+
+// capturingPublisher keeps what it publishes.
+type capturingPublisher struct {
+	ingest.Publisher
+	mu   sync.Mutex
+	msgs []schema.Message
+}
+
+func (p *capturingPublisher) Publish(ctx context.Context, msgs []schema.Message) error {
+	p.mu.Lock()
+	p.msgs = append(p.msgs, msgs...)
+	p.mu.Unlock()
+	return p.Publisher.Publish(ctx, msgs)
+}
+
+// runFinisher runs a finisher of parts, publishing with pub, until stop is called.
+func (h *harness) runFinisher(t *testing.T, parts ingest.RemoteWritePartLog, pub ingest.Publisher) (stop func()) {
+	t.Helper()
+	f := ingest.NewRemoteWriteFinisher(parts, pub, ingest.RemoteWriteFinisherConfig{FinishDelay: 100 * time.Millisecond, Metrics: h.metrics})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f.Run(ctx); err != nil {
+			t.Errorf("the remote_write finisher failed: %v", err)
+		}
+	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestRemoteWriteLeftoverPartsAreNotPublishedAgain(t *testing.T) {
+	h := start(t, setup{noFinisher: true})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for _, body := range splitScrape(t0, 0) {
+		wantCode(t, h.remoteWrite(body), http.StatusNoContent)
+	}
+	// Each pod's sample has two parts; a delete of each fails.
+	for _, body := range splitScrape(t0.Add(15*time.Second), 1) {
+		wantCode(t, h.remoteWrite(body), http.StatusNoContent)
+	}
+	stop := h.runFinisher(t, &flakyDeletes{Bucket: h.parts, seen: map[string]bool{}}, h.pub)
+	checkScrapeSamples(t, waitSamples(t, h, 2), t0.Add(15*time.Second))
+	failed := h.metrics.GetOrCreateCounter(`deploywatch_remote_write_finish_errors_total`)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return failed.Get() > 0, "no delete failed yet"
+	})
+	stop()
+	if h.partsLeft() == 0 {
+		t.Fatal("no parts left in the bucket after deletes failed")
+	}
+
+	// The next start reads the leftover parts back: folded, each would be
+	// a partial sample under the complete one's id, which replaces it once
+	// the event log's duplicate window has passed.
+	pub := &capturingPublisher{Publisher: h.pub}
+	h.runFinisher(t, h.parts, pub)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return h.partsLeft() == 0, fmt.Sprintf("%d parts left in the bucket", h.partsLeft())
+	})
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.msgs) != 0 {
+		t.Errorf("the leftover parts were published again, as %d messages", len(pub.msgs))
+	}
+}
+
+// cancelAfterPublish cancels the finisher's context once a publish was
+// acknowledged: serve shutting down while the finisher publishes.
+type cancelAfterPublish struct {
+	ingest.Publisher
+	cancel context.CancelFunc
+}
+
+func (p cancelAfterPublish) Publish(ctx context.Context, msgs []schema.Message) error {
+	err := p.Publisher.Publish(ctx, msgs)
+	if err == nil && len(msgs) > 0 {
+		p.cancel()
+	}
+	return err
+}
+
+func TestRemoteWriteFinisherStoppedAfterPublishDeletesTheParts(t *testing.T) {
+	h := start(t, setup{noFinisher: true})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0, 0))), http.StatusNoContent)
+	wantCode(t, h.remoteWrite(ingest.RemoteWriteBody(scrape(t0.Add(15*time.Second), 1))), http.StatusNoContent)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := ingest.NewRemoteWriteFinisher(h.parts, cancelAfterPublish{h.pub, cancel}, ingest.RemoteWriteFinisherConfig{FinishDelay: 100 * time.Millisecond})
+	if err := f.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.count(schema.MetricsStream); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+	if left := h.partsLeft(); left != 0 {
+		t.Errorf("%d parts left in the bucket after a shutdown during the publish, want 0", left)
 	}
 }
