@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -395,6 +396,20 @@ type remoteWriter struct {
 	parts  RemoteWriteParts
 	slots  chan struct{}
 	stored *metrics.Counter
+	// inflightBytes is the decoded size of the requests being handled,
+	// bounded by maxInflightBytes.
+	inflightBytes    atomic.Int64
+	maxInflightBytes int64
+}
+
+// reserve takes n decoded bytes of the in-flight budget; it fails when that
+// would go above the budget while another request holds some of it.
+func (rw *remoteWriter) reserve(n int64) bool {
+	if total := rw.inflightBytes.Add(n); total > rw.maxInflightBytes && total != n {
+		rw.inflightBytes.Add(-n)
+		return false
+	}
+	return true
 }
 
 func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
@@ -408,6 +423,8 @@ func newRemoteWriter(cfg RemoteWriteConfig, set *metrics.Set) *remoteWriter {
 		parts:  cfg.Parts,
 		slots:  make(chan struct{}, cfg.withDefaults().MaxInflight),
 		stored: set.GetOrCreateCounter(`deploywatch_remote_write_parts_total`),
+
+		maxInflightBytes: cfg.withDefaults().MaxInflightBytes,
 	}
 }
 
@@ -461,6 +478,16 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		a.reject(w, fmt.Errorf("cannot read the body: %v", err))
 		return
+	}
+	// Memory follows the decoded size, which the snappy header declares; an
+	// invalid header is the decoder's to refuse.
+	if decoded, err := snappy.DecodedLen(body); err == nil && decoded <= int(a.cfg.MaxBodyBytes) {
+		if !rw.reserve(int64(decoded)) {
+			w.Header().Set("Retry-After", a.retryAfter())
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the remote_write requests in flight already take their %d decoded bytes: retry later", rw.maxInflightBytes), nil)
+			return
+		}
+		defer rw.inflightBytes.Add(-int64(decoded))
 	}
 	series, err := decodeRemoteWrite(nil, body, int(a.cfg.MaxBodyBytes))
 	switch {

@@ -501,6 +501,61 @@ func TestRemoteWriteOverloaded(t *testing.T) {
 	srv.Client().CloseIdleConnections()
 }
 
+// The decoded bytes in flight are bounded too: many small requests fit,
+// one that would take the budget above its bound while another holds some
+// of it is answered 429, and one larger than the whole budget is taken
+// when it is alone.
+func TestRemoteWriteOverloadedByBytes(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+	small := RemoteWriteBody([]rwSeries{counterSeries("200", t0+15_000, 20)})
+	n, err := snappy.DecodedLen(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := &blockingParts{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	api := New(Config{RemoteWrite: RemoteWriteConfig{MaxInflight: 8, MaxInflightBytes: int64(n) + int64(n)/2, Parts: parts}}, nil, nil)
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	post := func(body []byte) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", "snappy")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0, 10)})); code != http.StatusNoContent {
+		t.Fatalf("priming: %d", code)
+	}
+	done := make(chan int)
+	go func() { done <- post(small) }()
+	<-parts.entered // it holds n of the 1.5n bytes
+	if code := post(RemoteWriteBody([]rwSeries{counterSeries("200", t0+30_000, 30)})); code != http.StatusTooManyRequests {
+		t.Errorf("a request above the byte budget answered %d, want 429", code)
+	}
+	close(parts.release)
+	if code := <-done; code != http.StatusNoContent {
+		t.Errorf("the held request got %d, want 204", code)
+	}
+	var big []rwSeries
+	for i := range 20 {
+		big = append(big, counterSeries(strconv.Itoa(200+i), t0+45_000, float64(40+i)))
+	}
+	if code := post(RemoteWriteBody(big)); code != http.StatusNoContent {
+		t.Errorf("a request larger than the whole budget, alone, answered %d, want 204", code)
+	}
+	srv.Client().CloseIdleConnections()
+}
+
 func TestRemoteWriteConfigValidate(t *testing.T) {
 	if err := (RemoteWriteConfig{}).Validate(); err != nil {
 		t.Fatalf("the defaults are invalid: %v", err)

@@ -43,6 +43,11 @@ type RemoteWriteConfig struct {
 	// MaxInflight bounds the remote_write requests handled at once; more are
 	// answered 429. Default 16.
 	MaxInflight int
+	// MaxInflightBytes bounds the decoded size of the remote_write requests
+	// handled at once (decoding one takes a few times its decoded size in
+	// memory): a request that would go above it is answered 429, unless no
+	// other is in flight. Default 32 MiB.
+	MaxInflightBytes int64
 	// Parts stores what each request gives to each sample until
 	// RemoteWriteFinisher folds them; required to take samples.
 	Parts RemoteWriteParts
@@ -82,6 +87,9 @@ func (c RemoteWriteConfig) withDefaults() RemoteWriteConfig {
 	}
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 16
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = 32 << 20
 	}
 	return c
 }

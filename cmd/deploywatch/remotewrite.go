@@ -18,6 +18,7 @@ type remoteWriteFlags struct {
 	requestCounters, latencyHistograms, statusLabels, serviceLabels string
 	errorStatus, envLabel, versionLabel, instanceLabel, defaultEnv  string
 	maxSeries, maxInflight                                          int
+	maxInflightBytes                                                int64
 	finishDelay                                                     time.Duration
 }
 
@@ -33,6 +34,7 @@ func (f *remoteWriteFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.defaultEnv, "remote-write-default-env", "", "env of series without the env label (none: production)")
 	fs.IntVar(&f.maxSeries, "remote-write-max-series", 0, "how many series' last values are kept for counter increases (0: 200000)")
 	fs.IntVar(&f.maxInflight, "remote-write-max-inflight", 0, "remote_write requests handled at once; more are answered 429 (0: 16)")
+	fs.Int64Var(&f.maxInflightBytes, "remote-write-max-inflight-bytes", 0, "decoded bytes of the remote_write requests handled at once (memory is a few times that); a request above it is answered 429 unless it is alone (0: 33554432, 32 MiB)")
 	fs.DurationVar(&f.finishDelay, "remote-write-finish-delay", 0, "how long a remote_write sample waits for the rest of its scrape, which Prometheus may split over several requests, after its timestamp and its first part's arrival; keep it above queue_config.batch_send_deadline (0: 10s)")
 }
 
@@ -51,6 +53,7 @@ func (f *remoteWriteFlags) config() (ingest.RemoteWriteConfig, error) {
 		DefaultEnv:        strings.TrimSpace(f.defaultEnv),
 		MaxSeries:         f.maxSeries,
 		MaxInflight:       f.maxInflight,
+		MaxInflightBytes:  f.maxInflightBytes,
 	}
 	var errs []error
 	if c.ErrorStatus != "" {
@@ -68,6 +71,9 @@ func (f *remoteWriteFlags) config() (ingest.RemoteWriteConfig, error) {
 	}
 	if f.finishDelay < 0 {
 		errs = append(errs, fmt.Errorf("--remote-write-finish-delay must be 0 (the default, 10s) or more, got %s", f.finishDelay))
+	}
+	if f.maxInflightBytes < 0 {
+		errs = append(errs, fmt.Errorf("--remote-write-max-inflight-bytes must be 0 (the default) or more, got %d", f.maxInflightBytes))
 	}
 	if f.maxInflight < 0 {
 		errs = append(errs, fmt.Errorf("--remote-write-max-inflight must be 0 (the default) or more, got %d", f.maxInflight))
