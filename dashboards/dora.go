@@ -1,6 +1,7 @@
 package dashboards
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
@@ -12,10 +13,11 @@ import (
 	"github.com/deploywatch/deploywatch/schema"
 )
 
-// The delivery dashboard reads the DORA views of migration 0009 (dora_deploys,
-// dora_lead_times, dora_restores), where the definitions live; the README's
-// "Delivery performance (DORA)" section says them in words. Weeks run Monday
-// to Sunday (toMonday), and the panels' thresholds are schema's DORA bands.
+// The delivery dashboard reads the DORA views of migrations 0009 and 0010
+// (dora_deploys, dora_lead_times, dora_restores), where the definitions live,
+// and computes what store.Dora computes from them, the same way: the README's
+// "Delivery performance (DORA)" section says it in words. Weeks run Monday to
+// Sunday, UTC (toMonday), and the panels' thresholds are schema's DORA bands.
 
 // doraFilter selects the production environment, services and teams picked.
 const doraFilter = `env = ${env:singlequote}
@@ -23,64 +25,106 @@ const doraFilter = `env = ${env:singlequote}
     AND $__conditionalAll(team IN (${team:singlequote}), $team)`
 
 // weeks in the time range, at least one: the divisor of per-week averages.
-const rangeWeeks = `greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1)`
+const rangeWeeks = `greatest(dateDiff('second', $__fromTime, $__toTime) / 604800, 1)`
 
-const (
+// fromMonday is the weekly panels' time filter on col: from the Monday
+// (00:00 UTC) of the week the range starts in, so the first bar counts its
+// whole week as the API and the report do, not the days after the range's
+// start. $__fromTime is a DateTime in the server's timezone: converted to
+// UTC before toMonday.
+func fromMonday(col string) string {
+	return col + ` >= toDateTime(toMonday(toDateTime($__fromTime, 'UTC')), 'UTC') AND ` + col + ` <= $__toTime`
+}
+
+// weekTime is a week's bar: its Monday, 00:00 UTC whatever the server's
+// timezone (toDateTime of a Date alone would take the server's midnight).
+const weekTime = `toDateTime(week_start, 'UTC') AS time`
+
+// percentile is the q-quantile of the sorted array expression sorted,
+// interpolated between the two nearest ranks, exactly at any count, as
+// store.Dora computes it (PERCENTILE_CONT), so the dashboard, the API and
+// the report agree; NULL (the panel's "no data") for an empty array.
+// quantileExact does not interpolate (1800 and 3600 s give 3600, not 2700),
+// quantile samples beyond 8192 values, and both give 0 or nan for no rows.
+func percentile(sorted string, q float64) string {
+	pos := fmt.Sprintf("%v * (length(%s) - 1)", q, sorted)
+	lo := fmt.Sprintf("%s[toUInt64(floor(%s)) + 1]", sorted, pos)
+	hi := fmt.Sprintf("%s[least(toUInt64(floor(%s)) + 2, length(%s))]", sorted, pos, sorted)
+	return fmt.Sprintf("if(empty(%s), NULL, %s + (%s - floor(%s)) * (%s - %s))", sorted, lo, pos, pos, hi, lo)
+}
+
+var (
 	sqlTeams = `SELECT DISTINCT label_values[indexOf(label_keys, 'team')] AS team
 FROM deploy_changes
 WHERE env = ${env:singlequote} AND has(label_keys, 'team')
 ORDER BY team`
 
 	sqlDeployFrequency = `SELECT
-    toDateTime(week_start) AS time,
+    ` + weekTime + `,
     sum(reached_production) AS deploys,
     uniqExactIf(day, reached_production = 1) AS deploy_days
 FROM dora_deploys
-WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)
+WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
 GROUP BY week_start
 ORDER BY time`
 
 	sqlLeadTime = `SELECT
-    toDateTime(week_start) AS time,
-    quantileExact(0.5)(lead_time_s) AS median,
-    quantileExact(0.9)(lead_time_s) AS p90
-FROM dora_lead_times
-WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)
-GROUP BY week_start
+    ` + weekTime + `,
+    ` + percentile("l_sorted", 0.5) + ` AS median,
+    ` + percentile("l_sorted", 0.9) + ` AS p90
+FROM
+(
+    SELECT week_start, arraySort(groupArray(lead_time_s)) AS l_sorted
+    FROM dora_lead_times
+    WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
+    GROUP BY week_start
+)
 ORDER BY time`
 
 	sqlChangeFailureRate = `SELECT
-    toDateTime(week_start) AS time,
+    ` + weekTime + `,
     sum(failure) / nullIf(sum(reached_production), 0) AS change_failure_rate
 FROM dora_deploys
-WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)
+WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
 GROUP BY week_start
 ORDER BY time`
 
 	sqlTimeToRestore = `SELECT
-    toDateTime(week_start) AS time,
-    quantileExact(0.5)(restore_s) AS median,
-    quantileExact(0.9)(restore_s) AS p90
-FROM dora_restores
-WHERE ` + doraFilter + ` AND $__timeFilter(resolved_at)
-GROUP BY week_start
+    ` + weekTime + `,
+    ` + percentile("r_sorted", 0.5) + ` AS median,
+    ` + percentile("r_sorted", 0.9) + ` AS p90
+FROM
+(
+    SELECT week_start, arraySort(groupArray(restore_s)) AS r_sorted
+    FROM dora_restores
+    WHERE ` + doraFilter + ` AND ` + fromMonday("resolved_at") + `
+    GROUP BY week_start
+)
 ORDER BY time`
 
 	sqlDeploysPerWeek = `SELECT sum(reached_production) / ` + rangeWeeks + ` AS deploys_per_week
 FROM dora_deploys
 WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)`
 
-	sqlLeadTimeMedian = `SELECT quantileExact(0.5)(lead_time_s) AS median_lead_time
-FROM dora_lead_times
-WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)`
+	sqlLeadTimeMedian = `SELECT ` + percentile("l_sorted", 0.5) + ` AS median_lead_time
+FROM
+(
+    SELECT arraySort(groupArray(lead_time_s)) AS l_sorted
+    FROM dora_lead_times
+    WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)
+)`
 
 	sqlChangeFailureRateAll = `SELECT sum(failure) / nullIf(sum(reached_production), 0) AS change_failure_rate
 FROM dora_deploys
 WHERE ` + doraFilter + ` AND $__timeFilter(finished_at)`
 
-	sqlTimeToRestoreMedian = `SELECT quantileExact(0.5)(restore_s) AS median_time_to_restore
-FROM dora_restores
-WHERE ` + doraFilter + ` AND $__timeFilter(resolved_at)`
+	sqlTimeToRestoreMedian = `SELECT ` + percentile("r_sorted", 0.5) + ` AS median_time_to_restore
+FROM
+(
+    SELECT arraySort(groupArray(restore_s)) AS r_sorted
+    FROM dora_restores
+    WHERE ` + doraFilter + ` AND $__timeFilter(resolved_at)
+)`
 
 	sqlFailedChanges = `SELECT
     finished_at AS finished,
@@ -133,7 +177,9 @@ func delivery() *dashboard.DashboardBuilder {
 		"DORA's four keys week by week, against DORA's performance bands (dark green elite, green high, "+
 			"orange medium, red low): deploy frequency, lead time for changes, change failure rate, time to restore. "+
 			"Definitions: the README's \"Delivery performance (DORA)\" section.",
-		"now-84d").
+		// 11 whole weeks and the current one: weeks start on Monday.
+		"now-11w/w").
+		WeekStart("monday").
 		WithVariable(clickhouseVariable()).
 		WithVariable(sqlVariable("env", "Production environment", sqlEnvs).Current(option("production", "production"))).
 		WithVariable(multiSQLVariable("team", "Team", sqlTeams)).
@@ -146,7 +192,8 @@ func delivery() *dashboard.DashboardBuilder {
 			"percentunit", sqlChangeFailureRateAll, changeFailureRateBands())).
 		WithPanel(doraStat("Time to restore (median)", "Incident opened → resolved, incidents resolved in the time range.",
 			"s", sqlTimeToRestoreMedian, timeToRestoreBands())).
-		WithPanel(weeklyPanel("Deploy frequency per week", "Production deploys each week, and the days with at least one.",
+		WithPanel(weeklyPanel("Deploy frequency per week", "Production deploys each week, and the days with at least one. "+
+			"Every week shown is whole: the first from its Monday, even when the time range starts later in it.",
 			"short", sqlDeployFrequency, deployFrequencyBands()).Decimals(0)).
 		WithPanel(weeklyPanel("Lead time for changes per week", "Median and p90 of the lead times of the commits that reached production that week.",
 			"s", sqlLeadTime, leadTimeBands())).

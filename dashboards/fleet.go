@@ -125,7 +125,7 @@ func fleet() *dashboard.DashboardBuilder {
 			"the incidents still open and the worst recent regressions.",
 		"now-7d").
 		WithVariable(clickhouseVariable()).
-		WithVariable(sqlVariable("env", "Environment", sqlEnvs)).
+		WithVariable(sqlVariable("env", "Environment", sqlEnvs).Current(option("production", "production"))).
 		WithVariable(multiSQLVariable("service", "Service", sqlFleetServices)).
 		WithPanel(statPanel("Deploys", "deploys in the time range", sqlDeployCount, thresholds("blue"))).
 		WithPanel(statPanel("Bad verdicts", "deploys whose latest verdict is bad", sqlBadCount,

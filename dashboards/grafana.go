@@ -86,6 +86,11 @@ func (g *Grafana) EnsureFolder(ctx context.Context, title string) (string, error
 
 // Push creates or updates d in the folder folderUID ("" is General). Grafana
 // keys dashboards by uid: pushing again updates the same dashboard.
+//
+// Grafana also matches a dashboard by its title within the folder: with
+// overwrite, a dashboard of the same title (slug) and another uid is
+// overwritten and keeps its own uid, so d would not be at /d/<its uid>.
+// Push then returns a *TakenOverError naming that dashboard.
 func (g *Grafana) Push(ctx context.Context, d dashboard.Dashboard, folderUID string) (PushResult, error) {
 	d.Id = nil // Grafana finds the dashboard by uid; an id from elsewhere would not match
 	body := map[string]any{
@@ -98,7 +103,43 @@ func (g *Grafana) Push(ctx context.Context, d dashboard.Dashboard, folderUID str
 	if err := g.call(ctx, http.MethodPost, "/api/dashboards/db", body, &res); err != nil {
 		return PushResult{}, fmt.Errorf("cannot push dashboard %s: %w", *d.Uid, err)
 	}
+	if res.UID != *d.Uid {
+		title := ""
+		if d.Title != nil {
+			title = *d.Title
+		}
+		return PushResult{}, &TakenOverError{UID: *d.Uid, Title: title, ExistingUID: res.UID, ExistingURL: g.URLOf(res.URL)}
+	}
 	return res, nil
+}
+
+// TakenOverError is Grafana having saved a dashboard over another one of the
+// same title in the folder, which kept its own uid.
+type TakenOverError struct {
+	UID, Title               string // the dashboard pushed
+	ExistingUID, ExistingURL string // the one Grafana saved it over
+}
+
+func (e *TakenOverError) Error() string {
+	return fmt.Sprintf("cannot push dashboard %s: the folder already has a dashboard titled %q with uid %s (%s), "+
+		"and Grafana saved this one over it under that uid, so /d/%s and the links to it do not reach it: "+
+		"delete that dashboard or rename it, then push again (Grafana keeps what it held before in its version history)",
+		e.UID, e.Title, e.ExistingUID, e.ExistingURL, e.UID)
+}
+
+// URLOf is the address of path (a dashboard's url in Grafana's answers,
+// which starts with Grafana's sub-path, e.g. /grafana/d/uid/slug) on this
+// Grafana, without any password of the base URL.
+func (g *Grafana) URLOf(path string) string {
+	base, err := url.Parse(strings.TrimRight(g.URL, "/") + "/")
+	if err != nil {
+		return path
+	}
+	ref, err := url.Parse(path)
+	if err != nil {
+		return path
+	}
+	return base.ResolveReference(ref).Redacted()
 }
 
 // GrafanaError is an answer other than 2xx.
@@ -119,6 +160,13 @@ func (e *GrafanaError) Error() string {
 		hint = ": check --grafana-url (Grafana's base URL, without /api)"
 	case http.StatusPreconditionFailed:
 		hint = ": a dashboard with the same title exists in the folder under another uid; rename or delete it"
+	case http.StatusBadRequest:
+		if strings.Contains(strings.ToLower(e.Message), "provisioned") {
+			hint = ": Grafana provisions this dashboard from files (its provisioning/dashboards), and a provisioned " +
+				"dashboard cannot be saved through the API: update the files instead (deploywatch dashboards generate " +
+				"into the provider's path; Grafana reloads them), or remove the dashboard from the file provisioning " +
+				"to manage it with push"
+		}
 	}
 	msg := e.Message
 	if msg == "" {

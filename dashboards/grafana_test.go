@@ -6,24 +6,34 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 
 	"github.com/deploywatch/deploywatch/dashboards"
 )
 
 // fakeGrafana answers the part of Grafana's HTTP API that push uses, as
-// Grafana does: bearer token auth, folders by uid and title, dashboards keyed
-// by uid (overwrite updates and bumps the version; without overwrite an
-// existing uid is 412), a dashboard's title unique within its folder.
+// Grafana does (pkg/services/dashboards/database: getExistingDashboardByIDOrUIDForUpdate,
+// then getExistingDashboardByTitleAndFolder): bearer token auth, folders by
+// uid and title, dashboards keyed by uid (overwrite updates and bumps the
+// version; without overwrite an existing uid is 412), a dashboard's title
+// (its slug) unique within its folder: without overwrite another dashboard
+// of the same title is 412, with overwrite Grafana saves over that one and
+// it keeps its uid. Dashboards provisioned from files cannot be saved (400).
+// Answers name a dashboard's url with Grafana's sub-path, /d/<uid>/<slug>.
 type fakeGrafana struct {
-	token string
+	token   string
+	subPath string // Grafana's root_url path, e.g. /grafana; "" at the root
 
-	mu         sync.Mutex
-	folders    map[string]string // uid → title
-	dashboards map[string]storedDashboard
-	requests   []string
+	mu          sync.Mutex
+	folders     map[string]string // uid → title
+	dashboards  map[string]storedDashboard
+	provisioned map[string]bool // uids
+	requests    []string
 }
 
 type storedDashboard struct {
@@ -33,16 +43,26 @@ type storedDashboard struct {
 }
 
 func newFakeGrafana(t *testing.T, token string) (*fakeGrafana, *httptest.Server) {
-	g := &fakeGrafana{token: token, folders: map[string]string{}, dashboards: map[string]storedDashboard{}}
+	g := &fakeGrafana{token: token, folders: map[string]string{}, dashboards: map[string]storedDashboard{}, provisioned: map[string]bool{}}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	return g, srv
+}
+
+// slug is Grafana's slugify of a title, near enough for these titles.
+func slug(title string) string {
+	return strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(title), "-"), "-")
 }
 
 func (g *fakeGrafana) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.requests = append(g.requests, r.Method+" "+r.URL.Path)
+	path, ok := strings.CutPrefix(r.URL.Path, g.subPath)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
 	answer := func(code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
@@ -53,13 +73,13 @@ func (g *fakeGrafana) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case r.Method == http.MethodGet && r.URL.Path == "/api/folders":
+	case r.Method == http.MethodGet && path == "/api/folders":
 		list := []map[string]string{}
 		for uid, title := range g.folders {
 			list = append(list, map[string]string{"uid": uid, "title": title})
 		}
 		answer(http.StatusOK, list)
-	case r.Method == http.MethodPost && r.URL.Path == "/api/folders":
+	case r.Method == http.MethodPost && path == "/api/folders":
 		var req struct{ UID, Title string }
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Title == "" {
 			answer(http.StatusBadRequest, map[string]string{"message": "bad folder"})
@@ -71,7 +91,7 @@ func (g *fakeGrafana) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.folders[req.UID] = req.Title
 		answer(http.StatusOK, map[string]any{"uid": req.UID, "title": req.Title})
-	case r.Method == http.MethodPost && r.URL.Path == "/api/dashboards/db":
+	case r.Method == http.MethodPost && path == "/api/dashboards/db":
 		var req struct {
 			Dashboard map[string]any `json:"dashboard"`
 			FolderUID string         `json:"folderUid"`
@@ -91,19 +111,28 @@ func (g *fakeGrafana) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			answer(http.StatusBadRequest, map[string]string{"message": "folder not found"})
 			return
 		}
-		for other, d := range g.dashboards {
-			if other != uid && d.folder == req.FolderUID && d.title == title {
-				answer(http.StatusPreconditionFailed, map[string]string{"message": "a dashboard with the same name in the folder already exists"})
-				return
-			}
-		}
 		old, exists := g.dashboards[uid]
 		if exists && !req.Overwrite {
 			answer(http.StatusPreconditionFailed, map[string]string{"message": "a dashboard with the same uid already exists"})
 			return
 		}
+		for other, d := range g.dashboards {
+			if other != uid && d.folder == req.FolderUID && slug(d.title) == slug(title) {
+				if !req.Overwrite {
+					answer(http.StatusPreconditionFailed, map[string]string{"message": "a dashboard with the same name in the folder already exists"})
+					return
+				}
+				uid, old = other, d // Grafana takes the other one's id, uid and version
+				req.Dashboard["uid"] = other
+			}
+		}
+		if g.provisioned[uid] {
+			answer(http.StatusBadRequest, map[string]string{"message": "Cannot save provisioned dashboard"})
+			return
+		}
 		g.dashboards[uid] = storedDashboard{folder: req.FolderUID, title: title, version: old.version + 1, json: req.Dashboard}
-		answer(http.StatusOK, map[string]any{"uid": uid, "status": "success", "version": old.version + 1, "url": "/d/" + uid})
+		answer(http.StatusOK, map[string]any{"uid": uid, "status": "success", "version": old.version + 1,
+			"url": g.subPath + "/d/" + uid + "/" + slug(title), "slug": slug(title)})
 	default:
 		answer(http.StatusNotFound, map[string]string{"message": "not found"})
 	}
@@ -191,6 +220,91 @@ func TestPushErrorsSayWhatToDo(t *testing.T) {
 	if _, err := g.EnsureFolder(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), "https://") {
 		t.Errorf("with a URL without scheme: %v, want an example URL", err)
 	}
+}
+
+// TestPushRefusesADashboardItWasSavedOver: a dashboard of the same title
+// and another uid in the folder (made by hand, or imported from a JSON file
+// without its uid) takes the push under its own uid, as Grafana does; push
+// says which dashboard that is and what to do, instead of reporting success
+// for a dashboard that /d/deploywatch-... does not reach.
+func TestPushRefusesADashboardItWasSavedOver(t *testing.T) {
+	fake, srv := newFakeGrafana(t, "tok")
+	fake.subPath = "/grafana"
+	fake.folders["deploywatch"] = "deploywatch"
+	ds, err := dashboards.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivery dashboard.Dashboard
+	for _, d := range ds {
+		if *d.Uid == dashboards.DeliveryUID {
+			delivery = d
+		}
+	}
+	fake.dashboards["a1b2c3"] = storedDashboard{folder: "deploywatch", title: *delivery.Title, version: 4}
+	g := &dashboards.Grafana{URL: srv.URL + "/grafana/", Token: "tok"}
+
+	_, err = g.Push(context.Background(), delivery, "deploywatch")
+	var taken *dashboards.TakenOverError
+	if !errors.As(err, &taken) {
+		t.Fatalf("push over a dashboard of the same title: %v, want a TakenOverError", err)
+	}
+	wantURL := srv.URL + "/grafana/d/a1b2c3/" + slug(*delivery.Title)
+	if taken.ExistingUID != "a1b2c3" || taken.ExistingURL != wantURL || taken.UID != dashboards.DeliveryUID {
+		t.Errorf("the error names %+v, want uid a1b2c3 at %s", taken, wantURL)
+	}
+	for _, want := range []string{*delivery.Title, "a1b2c3", wantURL, "delete", "rename", dashboards.DeliveryUID} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %s", want, err)
+		}
+	}
+	if _, ok := fake.dashboards[dashboards.DeliveryUID]; ok || fake.dashboards["a1b2c3"].version != 5 {
+		t.Errorf("the fake did not do what Grafana does (save over a1b2c3 and keep its uid): %v", fake.dashboards)
+	}
+
+	// Once the other dashboard is gone, the push lands on its own uid.
+	delete(fake.dashboards, "a1b2c3")
+	res, err := g.Push(context.Background(), delivery, "deploywatch")
+	if err != nil || res.UID != dashboards.DeliveryUID || g.URLOf(res.URL) != srv.URL+"/grafana/d/"+dashboards.DeliveryUID+"/"+slug(*delivery.Title) {
+		t.Fatalf("push after deleting it: %+v, %v", res, err)
+	}
+}
+
+func TestPushOfAProvisionedDashboardSaysSo(t *testing.T) {
+	fake, srv := newFakeGrafana(t, "tok")
+	fake.provisioned[dashboards.FleetUID] = true
+	fake.dashboards[dashboards.FleetUID] = storedDashboard{folder: "deploywatch", title: "deploywatch: fleet deploys", version: 1}
+	fake.folders["deploywatch"] = "deploywatch"
+	ds, err := dashboards.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &dashboards.Grafana{URL: srv.URL, Token: "tok"}
+	for _, d := range ds {
+		if *d.Uid != dashboards.FleetUID {
+			continue
+		}
+		_, err := g.Push(context.Background(), d, "deploywatch")
+		if err == nil || !strings.Contains(err.Error(), "Cannot save provisioned dashboard") ||
+			!strings.Contains(err.Error(), "deploywatch dashboards generate") || !strings.Contains(err.Error(), "provisioning") {
+			t.Errorf("push of a provisioned dashboard: %v, want Grafana's message and what to do instead", err)
+		}
+	}
+}
+
+func TestURLOf(t *testing.T) {
+	f := func(base, path, want string) {
+		t.Helper()
+		if got := (&dashboards.Grafana{URL: base}).URLOf(path); got != want {
+			t.Errorf("URLOf(%q) on %s = %q, want %q", path, base, got, want)
+		}
+	}
+	f("https://grafana.example.com", "/d/x/y", "https://grafana.example.com/d/x/y")
+	f("https://grafana.example.com/", "/d/x/y", "https://grafana.example.com/d/x/y")
+	// Grafana's answers carry its sub-path: it must not appear twice.
+	f("https://example.com/grafana", "/grafana/d/x/y", "https://example.com/grafana/d/x/y")
+	f("https://example.com/grafana/", "/grafana/d/x/y", "https://example.com/grafana/d/x/y")
+	f("https://admin:secret@example.com", "/d/x", "https://admin:xxxxx@example.com/d/x")
 }
 
 func TestFolderUID(t *testing.T) {

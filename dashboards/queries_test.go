@@ -24,8 +24,13 @@ type seeded struct {
 
 func seed(t testing.TB, cfg seedhistory.Config) seeded {
 	t.Helper()
+	return seedOn(t, testenv.ClickHouse(t), cfg)
+}
+
+// seedOn is seed on the database dsn names.
+func seedOn(t testing.TB, dsn string, cfg seedhistory.Config) seeded {
+	t.Helper()
 	ctx := context.Background()
-	dsn := testenv.ClickHouse(t)
 	ch, err := chschema.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -133,6 +133,9 @@ const (
     GROUP BY deploy_id
 )`
 
+	// A deploy without a verdict (a failed one, or one not judged yet) has
+	// no match in the LEFT JOIN, whose defaults (score 0, final 0) would read
+	// as a bad score and an interim verdict: it gets NULL and '' instead.
 	sqlRecentDeploys = `SELECT
     d_started AS started,
     deploy_id,
@@ -140,8 +143,8 @@ const (
     d_status AS status,
     if(d_strategy = '', 'rolling', d_strategy) AS strategy,
     if(v_status = '', 'none', v_status) AS verdict,
-    v_score AS score,
-    if(v_final = 1, 'final', 'interim') AS evaluation,
+    if(v_status = '', NULL, v_score) AS score,
+    multiIf(v_status = '', '', v_final = 1, 'final', 'interim') AS evaluation,
     v_reason AS reason
 FROM ` + serviceDeploys + `
 ALL LEFT JOIN ` + serviceVerdicts + ` USING deploy_id
@@ -158,6 +161,29 @@ LIMIT 200`
         v_status IN ('healthy', 'marginal'), v_status, 'unjudged') AS tags
 FROM ` + serviceDeploys + `
 ALL LEFT JOIN ` + serviceVerdicts + ` USING deploy_id`
+
+	// serviceComparisons is each deploy's latest verdict that judged the
+	// deploy itself (canary against baseline, or before against after; not
+	// a recovery after its rollback), with its metric columns and body. The
+	// service's condition is the PREWHERE: 18.16 would move deploy_id != ''
+	// there instead and read every verdict's body (15 times slower).
+	serviceComparisons = `(
+    SELECT
+        deploy_id,
+        argMax(evaluated_at, (final, evaluated_at))     AS c_evaluated,
+        argMax(version, (final, evaluated_at))          AS c_version,
+        argMax(previous_version, (final, evaluated_at)) AS c_previous,
+        argMax(comparison, (final, evaluated_at))       AS c_comparison,
+        argMax(status, (final, evaluated_at))           AS c_status,
+        argMax(metric_names, (final, evaluated_at))     AS c_names,
+        argMax(metric_classes, (final, evaluated_at))   AS c_classes,
+        argMax(metric_ratios, (final, evaluated_at))    AS c_ratios,
+        argMax(body, (final, evaluated_at))             AS c_body
+    FROM deploy_verdicts
+    PREWHERE ` + serviceFilter + `
+    WHERE deploy_id != '' AND $__timeFilter(evaluated_at) AND comparison IN ('canary_vs_baseline', 'before_vs_after')
+    GROUP BY deploy_id
+)`
 
 	sqlMarksHealthy  = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'healthy' ORDER BY time`
 	sqlMarksMarginal = `SELECT time, text, tags FROM (` + deployMarks + `) WHERE tags = 'marginal' ORDER BY time`
@@ -176,10 +202,10 @@ func serviceImpact() *dashboard.DashboardBuilder {
 	}
 	return newDashboard(ServiceImpactUID, "deploywatch: service deploy impact",
 		"Traffic, errors and latency of one service with every deploy marked by its verdict; "+
-			"the recent deploys with verdict, score and reason; new and old versions side by side.",
+			"the recent deploys with verdict, score and reason; new and old versions side by side, canary against baseline.",
 		"now-6h").
 		WithVariable(clickhouseVariable()).
-		WithVariable(sqlVariable("env", "Environment", sqlEnvs)).
+		WithVariable(sqlVariable("env", "Environment", sqlEnvs).Current(option("production", "production"))).
 		WithVariable(sqlVariable("service", "Service", sqlServices)).
 		Annotation(mark("Deploys: healthy", "green", sqlMarksHealthy)).
 		Annotation(mark("Deploys: marginal", "yellow", sqlMarksMarginal)).
@@ -205,7 +231,77 @@ func serviceImpact() *dashboard.DashboardBuilder {
 			OverrideByName("score", []dashboard.DynamicConfigValue{
 				{Id: "thresholds", Value: mustBuild(thresholds("red", step{50, "orange"}, step{80, "green"}))},
 				{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
-			}))
+			})).
+		WithPanel(comparisonTable())
+}
+
+// comparedMetrics are the metrics the comparison table sets side by side,
+// with the unit of their figures.
+var comparedMetrics = []struct{ name, unit string }{
+	{"error_rate", "percentunit"},
+	{"latency_p95", "ms"},
+	{"latency_p99", "ms"},
+	{"request_rate", "reqps"},
+}
+
+// metricFigure is the baseline's or the candidate's figure ("baseline" or
+// "candidate": the median, or the pooled rate for error_rate) of metric in
+// the verdict's body, NULL when the verdict did not judge it. The columns of
+// deploy_verdicts keep each metric's class, ratio and p-value but not the
+// two figures; 18.16 has no JSONExtract, so the figure is read with
+// visitParamExtract* from the metric's object on: the body is the verdict as
+// published (encoding/json, compact, fields in schema.MetricVerdict's order:
+// name first, then baseline and candidate before any other object).
+func metricFigure(metric, side string) string {
+	at := `position(c_body, '{"name":"` + metric + `"')`
+	return `if(` + at + ` = 0, NULL, visitParamExtractFloat(visitParamExtractRaw(substring(c_body, ` + at + `), '` + side + `'), 'value'))`
+}
+
+// sqlComparisons sets each recent deploy's baseline and candidate side by
+// side: the comparison, and per metric the two figures and their ratio
+// (candidate ÷ baseline), with the metrics the verdict found harmful.
+var sqlComparisons = func() string {
+	var b strings.Builder
+	b.WriteString(`SELECT
+    c_evaluated AS evaluated,
+    deploy_id,
+    c_version AS version,
+    c_previous AS baseline_version,
+    c_comparison AS comparison,
+    c_status AS verdict,
+    arrayStringConcat(arrayFilter(x -> x != '', arrayMap((n, c) -> if(c IN ('high', 'low'), concat(n, ' ', c), ''),
+        c_names, c_classes)), ', ') AS harmful`)
+	for _, m := range comparedMetrics {
+		ratio := `if(indexOf(c_names, '` + m.name + `') = 0, NULL, c_ratios[indexOf(c_names, '` + m.name + `')])`
+		b.WriteString(",\n    " + metricFigure(m.name, "baseline") + " AS " + m.name + "_baseline")
+		b.WriteString(",\n    " + metricFigure(m.name, "candidate") + " AS " + m.name + "_candidate")
+		b.WriteString(",\n    " + ratio + " AS " + m.name + "_ratio")
+	}
+	b.WriteString("\nFROM " + serviceComparisons + "\nORDER BY evaluated DESC\nLIMIT 100")
+	return b.String()
+}()
+
+// comparisonTable is the canary-against-baseline table, each metric's
+// figures in their unit and its ratio as a factor.
+func comparisonTable() *table.PanelBuilder {
+	p := table.NewPanelBuilder().
+		Title("Canary against baseline").
+		Description("Each recent deploy's verdict with its two sides next to each other: the candidate " +
+			"(the new version: the canary, or the minutes after the deploy) against the baseline (the old version " +
+			"over the same minutes, or the minutes before the deploy), per metric the baseline's and the candidate's " +
+			"figure (median, or pooled error rate) and their ratio; harmful lists the metrics judged high or low.").
+		Datasource(*clickhouseRef()).
+		Targets(targets(sqlQuery("A", FormatTable, sqlComparisons))).
+		Height(10).Span(24).
+		SortBy([]cog.Builder[common.TableSortByFieldState]{sortDesc("evaluated")})
+	for _, m := range comparedMetrics {
+		for _, side := range []string{"baseline", "candidate"} {
+			p = p.OverrideByName(m.name+"_"+side, []dashboard.DynamicConfigValue{{Id: "unit", Value: m.unit}})
+		}
+		p = p.OverrideByName(m.name+"_ratio", []dashboard.DynamicConfigValue{
+			{Id: "unit", Value: "suffix:×"}, {Id: "decimals", Value: 2}})
+	}
+	return p
 }
 
 // timeseriesPanel is a line chart of one ClickHouse time-series query.

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/deploywatch/deploywatch/internal/testenv"
 	"github.com/deploywatch/deploywatch/schema"
+	"github.com/deploywatch/deploywatch/schema/chschema"
 	"github.com/deploywatch/deploywatch/store"
 )
 
@@ -178,7 +181,13 @@ func seedDora(t *testing.T, conn driver.Conn) {
 
 		// w4. d7 names only its version, the head of push p2. d8 ships c2 a
 		// third time and c7. d9 finishes after now; d12 has only started.
+		// d13 fails and its pipeline rolls it back: it never went live, so
+		// it is a deploy but not a production one, not a failed change, and
+		// does not ship c12.
 		doraChange{id: "d7", service: "search", env: prod, version: "f00dfeed99", status: ok, finished: at(w4, 0, 10, 0)},
+		doraChange{id: "d13", service: "search", env: prod, version: "v3.2.0", status: failed, finished: at(w4, 0, 15, 0),
+			commits: []schema.Commit{commit("c12", at(w4, 0, 14, 0))}},
+		doraChange{id: "d13", service: "search", env: prod, version: "v3.1.0", status: rolledBack, finished: at(w4, 0, 15, 20)},
 		doraChange{id: "d8", service: "checkout", env: prod, version: "v1.4.0", status: ok, finished: at(w4, 1, 10, 0),
 			commits: []schema.Commit{c2, commit("c7", at(w4, 1, 9, 30))}},
 		doraChange{id: "d10", service: "checkout", env: prod, version: "v1.4.1", status: ok, finished: at(w4, 1, 14, 0),
@@ -331,7 +340,9 @@ func TestDora(t *testing.T) {
 	// of exactly one day is not under one day), low, elite.
 	//
 	// w4 (up to Wednesday 12:00; d9 finishes after, d12 has not finished):
-	// d7, d8, d10, d11 on Mon, Tue, Tue, Wed, none failed: 0. Lead times: at
+	// 5 deploys, d13 failed and rolled back (not live: not in the frequency,
+	// not a failure, c12 not shipped); d7, d8, d10, d11 went live on Mon,
+	// Tue, Tue, Wed, none failed: 0. Lead times: at
 	// d7 (push p2 by its version) q1 Sun 10:00 → Mon 10:00 = 86400 and
 	// f00dfeed99 09:00 = 3600; c7 1800; c8 3600; c9 60. Sorted 60, 1800,
 	// 3600, 3600, 86400: p50 3600, p90 3600 + 0.6×82800 = 53280. Incidents
@@ -348,7 +359,7 @@ func TestDora(t *testing.T) {
 		wantWeek{start: w2, mttrP50: num(1800), mttrP90: num(1800), incidents: 1, bandFreq: "medium", bandMTT: "elite"},
 		wantWeek{start: w3, deploys: 3, freq: 3, days: 3, failures: 2, cfr: num(2.0 / 3), leadP50: num(86400), leadP90: num(825120), commits: 5,
 			incidents: 2, mttrP50: num(2400), mttrP90: num(2400), bandFreq: "high", bandLead: "high", bandCFR: "low", bandMTT: "elite"},
-		wantWeek{start: w4, deploys: 4, freq: 4, days: 3, failures: 0, cfr: num(0), leadP50: num(3600), leadP90: num(53280), commits: 5,
+		wantWeek{start: w4, deploys: 5, freq: 4, days: 3, failures: 0, cfr: num(0), leadP50: num(3600), leadP90: num(53280), commits: 5,
 			incidents: 1, mttrP50: num(10800), mttrP90: num(10800), bandFreq: "high", bandLead: "elite", bandCFR: "elite", bandMTT: "high"},
 	)
 
@@ -429,15 +440,16 @@ func TestDora(t *testing.T) {
 	// Service search: w1 only the failed d3, so no production deploy and no
 	// deploy in the 4 weeks up to w2 either: low. w3: d5's four commits
 	// 21600, 43200, 86400, 1202400: p50 43200 + 0.5×43200 = 64800, p90 at
-	// rank 2.7: 86400 + 0.7×1116000 = 867600; i3 opened. w4: d7's 3600 and
-	// 86400: p50 45000, p90 3600 + 0.9×82800 = 78120; i3 resolved.
+	// rank 2.7: 86400 + 0.7×1116000 = 867600; i3 opened. w4: d7 and d13
+	// (failed, rolled back: not live); d7's 3600 and 86400: p50 45000, p90
+	// 3600 + 0.9×82800 = 78120; i3 resolved.
 	search := report(schema.DoraFilter{Weeks: 4, Now: doraNow, Service: "search"})
 	checkWeeks(t, "service search", search.Weeks,
 		wantWeek{start: w1, deploys: 1, bandFreq: "low"},
 		wantWeek{start: w2, bandFreq: "low"},
 		wantWeek{start: w3, deploys: 1, freq: 1, days: 1, failures: 1, cfr: num(1), leadP50: num(64800), leadP90: num(867600), commits: 4,
 			incidents: 1, bandFreq: "high", bandLead: "elite", bandCFR: "low"},
-		wantWeek{start: w4, deploys: 1, freq: 1, days: 1, cfr: num(0), leadP50: num(45000), leadP90: num(78120), commits: 2,
+		wantWeek{start: w4, deploys: 2, freq: 1, days: 1, cfr: num(0), leadP50: num(45000), leadP90: num(78120), commits: 2,
 			mttrP50: num(10800), mttrP90: num(10800), bandFreq: "high", bandLead: "elite", bandCFR: "elite", bandMTT: "high"},
 	)
 
@@ -524,6 +536,7 @@ func TestDoraViews(t *testing.T) {
 		"d5 production succeeded discovery 2026-03-09 2026-03-11 10011",
 		"d6 production succeeded payments 2026-03-09 2026-03-13 10000",
 		"d7 production succeeded discovery 2026-03-16 2026-03-16 10000",
+		"d13 production rolled_back discovery 2026-03-16 2026-03-16 01000",
 		"d8 production succeeded payments 2026-03-16 2026-03-17 10000",
 		"d10 production succeeded payments 2026-03-16 2026-03-17 10000",
 		"d11 production succeeded payments 2026-03-16 2026-03-18 10000",
@@ -568,4 +581,134 @@ func TestDoraWhenClickHouseFails(t *testing.T) {
 	if _, err := store.NewDora(conn).Report(context.Background(), schema.DoraFilter{}); err == nil || !strings.Contains(err.Error(), "lead times") {
 		t.Fatalf("Report without the dora_lead_times view: %v, want an error about lead times", err)
 	}
+}
+
+// TestDoraUpgradeReplacesTheLiveRule starts from a database that an earlier
+// deploywatch migrated up to 0009, and migrates it. Migrate does not run an
+// applied migration again, so the corrected rule of what went live reaches
+// such a database only through 0010, which replaces dora_finished_deploys;
+// the views 0009 as first released built on it (dora_deploys,
+// dora_lead_times) name it, as the probe view here does.
+func TestDoraUpgradeReplacesTheLiveRule(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.ClickHouse(t)
+	conn, err := chschema.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	db, err := chschema.DatabaseFromDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := chschema.DetectCapabilities(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := chschema.Render(caps, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(stmt string) {
+		t.Helper()
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%v\n%s", err, stmt)
+		}
+	}
+	// The bootstrap, then each migration before 0010, recorded as Migrate
+	// does; and the two definitions of dora_finished_deploys.
+	created := map[int]string{}
+	for i, section := range strings.Split(script, "\n-- migration ") {
+		version, name, body := 0, "", section
+		if i > 0 { // "0009_dora\n<its DDL>"
+			head, rest, _ := strings.Cut(section, "\n")
+			if version, err = strconv.Atoi(head[:4]); err != nil {
+				t.Fatalf("cannot read the version of migration %q: %v", head, err)
+			}
+			name, body = head[5:], rest
+		}
+		for _, stmt := range ddlStatements(body) {
+			if strings.HasPrefix(stmt, "CREATE VIEW IF NOT EXISTS "+db+".dora_finished_deploys AS") {
+				created[version] = stmt
+			}
+			if version < 10 {
+				exec(stmt)
+			}
+		}
+		if version > 0 && version < 10 {
+			batch, err := conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := batch.Append(uint32(version), name, time.Now().UTC()); err != nil {
+				t.Fatal(err)
+			}
+			if err := batch.Send(); err != nil {
+				t.Fatalf("cannot record migration %d: %v", version, err)
+			}
+		}
+	}
+	if created[9] == "" || created[9] != created[10] {
+		t.Fatalf("0009 and 0010 define dora_finished_deploys differently; a new database and an upgraded one would differ:\n%s\n\n%s",
+			created[9], created[10])
+	}
+	// 0009 as first released: the latest status decided, and views named it.
+	const liveRule = "toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production"
+	if !strings.Contains(created[9], liveRule) {
+		t.Fatalf("dora_finished_deploys does not say %q:\n%s", liveRule, created[9])
+	}
+	exec("DROP TABLE " + db + ".dora_finished_deploys")
+	exec(strings.Replace(created[9], liveRule, "toUInt8(status IN ('succeeded', 'rolled_back')) AS reached_production", 1))
+	exec("CREATE VIEW " + db + ".probe AS SELECT deploy_id, reached_production FROM " + db + ".dora_finished_deploys")
+
+	insertDoraDeploys(t, conn,
+		doraChange{id: "f1", service: "search", env: "production", version: "v3.2.0", status: schema.DeployFailed, finished: at(w4, 0, 15, 0)},
+		doraChange{id: "f1", service: "search", env: "production", version: "v3.1.0", status: schema.DeployRolledBack, finished: at(w4, 0, 15, 20)})
+	reached := func() string {
+		t.Helper()
+		var s string
+		if err := conn.QueryRow(ctx, `SELECT concat(toString((SELECT reached_production FROM dora_finished_deploys WHERE deploy_id = 'f1')),
+			toString((SELECT reached_production FROM probe WHERE deploy_id = 'f1')))`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got := reached(); got != "11" {
+		t.Fatalf("before the upgrade, reached_production of a failed deploy rolled back: %s, want 11 (the released rule)", got)
+	}
+	applied, err := chschema.Migrate(ctx, conn, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(applied, []int{10}) {
+		t.Fatalf("the upgrade applied %v, want [10]", applied)
+	}
+	if got := reached(); got != "00" {
+		t.Errorf("after the upgrade, reached_production of a failed deploy rolled back (the view, a view naming it): %s, want 00", got)
+	}
+}
+
+// ddlStatements splits a part of chschema.Render's script into statements
+// as the migration runner does: comment lines dropped, each statement ended
+// by a line ending in `;`.
+func ddlStatements(script string) []string {
+	var out, cur []string
+	for _, line := range strings.Split(script, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		if !strings.HasSuffix(trimmed, ";") {
+			cur = append(cur, line)
+			continue
+		}
+		if last := strings.TrimSuffix(trimmed, ";"); last != "" {
+			cur = append(cur, last)
+		}
+		if len(cur) > 0 {
+			out = append(out, strings.Join(cur, "\n"))
+		}
+		cur = nil
+	}
+	return out
 }

@@ -81,7 +81,9 @@ func dashboardsPushCommand(stdout io.Writer) *ffcli.Command {
 		ShortHelp:  "create or update the dashboards in Grafana through its HTTP API",
 		LongHelp: "Creates the folder --folder (found by title, created when missing) and creates or\n" +
 			"updates every dashboard in it (POST /api/dashboards/db with overwrite): Grafana keys\n" +
-			"them by their fixed uids, so pushing again updates them in place. The dashboards'\n" +
+			"them by their fixed uids, so pushing again updates them in place. A dashboard of the\n" +
+			"same title and another uid in the folder stops the push (Grafana would save over it\n" +
+			"and keep its uid): delete or rename it. The dashboards'\n" +
 			"datasource variables pick any ClickHouse and Prometheus datasource of the Grafana\n" +
 			"instance; they start on the ones `dashboards generate` provisions.",
 		FlagSet: fs,
@@ -121,13 +123,14 @@ func pushDashboards(ctx context.Context, stdout io.Writer, g *dashboards.Grafana
 	if err != nil {
 		return err
 	}
-	base := strings.TrimRight(g.URL, "/")
 	for _, d := range ds {
 		res, err := g.Push(ctx, d, folderUID)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s %s (version %d) %s%s\n", res.Status, *d.Uid, res.Version, base, res.URL)
+		// res.URL starts with Grafana's sub-path (/grafana/d/...), which
+		// --grafana-url ends with: resolved, not appended.
+		fmt.Fprintf(stdout, "%s %s (version %d) %s\n", res.Status, *d.Uid, res.Version, g.URLOf(res.URL))
 	}
 	return nil
 }

@@ -335,17 +335,18 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 			DeployID: d.id, Service: d.service, Env: env, Version: d.version, PreviousVersion: d.previous,
 			Status: st, Score: sc, Final: fin, Early: earlyCall, Reason: reasons[st],
 			EvaluatedAt: schema.At(at), Comparison: cmp,
+			Baseline:  schema.Window{From: schema.At(d.started.Add(-30 * time.Minute)), To: schema.At(d.started)},
+			Candidate: schema.Window{From: schema.At(d.finished), To: schema.At(at)},
+			Metrics:   verdictMetrics(st),
 		}
 		data, err := json.Marshal(&v)
 		if err != nil {
 			return err
 		}
-		errClass, latClass, ratio := "pass", "pass", 1.02
-		switch st {
-		case schema.VerdictBad:
-			errClass, ratio = "high", 6.1
-		case schema.VerdictMarginal:
-			latClass = "high"
+		mNames, mClasses := make([]string, len(v.Metrics)), make([]string, len(v.Metrics))
+		mRatios, mPValues := make([]float64, len(v.Metrics)), make([]float64, len(v.Metrics))
+		for i, m := range v.Metrics { // as the sink fills the columns
+			mNames[i], mClasses[i], mRatios[i], mPValues[i] = m.Name, string(m.Class), m.Ratio, m.PValue
 		}
 		id, deployID, service, envs = append(id, v.ID), append(deployID, d.id), append(service, d.service), append(envs, env)
 		version, previous, status = append(version, d.version), append(previous, d.previous), append(status, string(st))
@@ -354,10 +355,8 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 		evaluatedAt = append(evaluatedAt, at)
 		bFrom, bTo = append(bFrom, d.started.Add(-30*time.Minute)), append(bTo, d.started)
 		cFrom, cTo = append(cFrom, d.finished), append(cTo, at)
-		names = append(names, []string{"request_rate", "error_rate", "latency_p95"})
-		classes = append(classes, []string{"pass", errClass, latClass})
-		ratios = append(ratios, []float64{1.01, ratio, 1.05})
-		pValues = append(pValues, []float64{0.6, 0.0004, 0.3})
+		names, classes = append(names, mNames), append(classes, mClasses)
+		ratios, pValues = append(ratios, mRatios), append(pValues, mPValues)
 		body, receivedAt = append(body, string(data)), append(receivedAt, at.Add(time.Second))
 		return nil
 	}
@@ -394,6 +393,33 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 			"metric_names, metric_classes, metric_ratios, metric_p_values, body, received_at",
 		id, deployID, service, envs, version, previous, status, score, final, early,
 		reason, comparison, evaluatedAt, bFrom, bTo, cFrom, cTo, names, classes, ratios, pValues, body, receivedAt)
+}
+
+// verdictMetrics is the evidence of a verdict of status st, shaped as the
+// impact analysis publishes it: the baseline's and the candidate's figures
+// (medians; the pooled rate for errors), their ratio, class and p-value. A
+// bad deploy's error rate is 6.1 times its baseline's, a marginal one's p95
+// 22% slower; the rest moved within noise.
+func verdictMetrics(st schema.VerdictStatus) []schema.MetricVerdict {
+	errRatio, p95Ratio, errClass, p95Class := 1.02, 1.05, schema.MetricPass, schema.MetricPass
+	errP, p95P := 0.6, 0.3
+	switch st {
+	case schema.VerdictBad:
+		errRatio, errClass, errP = 6.1, schema.MetricHigh, 0.0004
+	case schema.VerdictMarginal:
+		p95Ratio, p95Class, p95P = 1.22, schema.MetricHigh, 0.004
+	}
+	m := func(name string, class schema.MetricClass, harm, test string, weight, base, ratio, p float64, n int) schema.MetricVerdict {
+		return schema.MetricVerdict{Name: name, Class: class, Harm: harm, Weight: weight,
+			Baseline: schema.Stats{N: n, Value: base}, Candidate: schema.Stats{N: n, Value: base * ratio},
+			Test: test, PValue: p, Shift: base*ratio - base, Ratio: ratio, Effect: ratio - 1, Tolerance: 0.2}
+	}
+	return []schema.MetricVerdict{
+		m("request_rate", schema.MetricPass, "decrease", "mann_whitney", 1, 5.4, 1.01, 0.6, 30),
+		m("error_rate", errClass, "increase", "poisson_rate_ratio", 2, 0.002, errRatio, errP, 9000),
+		m("latency_p95", p95Class, "increase", "mann_whitney", 1, 130, p95Ratio, p95P, 30),
+		m("latency_p99", schema.MetricPass, "increase", "mann_whitney", 1, 310, 1.03, 0.5, 30),
+	}
 }
 
 func b2u(b bool) uint8 {

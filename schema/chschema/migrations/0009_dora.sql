@@ -9,6 +9,13 @@
 -- (c_*, d_*, v_*, i_*, l_*, t_*) because ClickHouse aliases are visible in
 -- the whole SELECT (see the deploys view). A LEFT JOIN without a match
 -- gives the right side's defaults ('' and 0), which the flags rely on.
+--
+-- The views that read the deploys (dora_deploys, dora_lead_times,
+-- dora_incidents) inline the fold of dora_finished_deploys (the template
+-- finished_deploys below) instead of naming that view: 18.16 has no CREATE OR
+-- REPLACE VIEW, so a later migration replaces a view by dropping and creating
+-- it (0010 replaces dora_finished_deploys), and a view naming the dropped one
+-- could not be created in that moment by a concurrent Migrate.
 
 -- One row per finished deploy (succeeded, failed or rolled back), folded
 -- from deploy_changes by the deploys view's rule (the latest change wins:
@@ -16,15 +23,17 @@
 --   - finished_at is when the deploy went live (or failed): the finish of
 --     its succeeded or failed change, or the rollback's time when no such
 --     change arrived;
---   - reached_production: it succeeded or was rolled back (a rollback
---     undoes a deploy that was live); a failed deploy never went live;
+--   - reached_production: it has a succeeded change, or it was rolled back
+--     without a failed change (a rollback undoes a deploy that was live); a
+--     failed deploy never went live, nor one that failed and was rolled back
+--     (the view as first released counted that one; 0010 replaces it where
+--     this migration was applied before);
 --   - team is the `team` label of the latest change that has one ('' when
 --     none has): the rollback agent's change carries its own labels only;
 --   - version is the version that went live: a rollback's change may name
 --     the version it went back to;
 --   - the commits are those of the latest change that names any.
-CREATE VIEW IF NOT EXISTS {{.DB}}.dora_finished_deploys AS
-SELECT
+{{define "finished_deploys"}}SELECT
     deploy_id,
     service,
     env,
@@ -34,7 +43,7 @@ SELECT
     finished_at,
     toMonday(finished_at)                                      AS week_start,
     toDate(finished_at)                                        AS day,
-    toUInt8(status IN ('succeeded', 'rolled_back'))            AS reached_production,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
     toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
     url,
     commit_shas,
@@ -52,6 +61,8 @@ FROM
         argMax(c_status, k)                                          AS status,
         max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
         max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
         assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
         argMaxIf(c_url, k, c_url != '')                              AS url,
         argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
@@ -75,7 +86,9 @@ FROM
     GROUP BY deploy_id
     HAVING status IN ('succeeded', 'failed', 'rolled_back')
         AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
-)
+){{end -}}
+CREATE VIEW IF NOT EXISTS {{.DB}}.dora_finished_deploys AS
+{{template "finished_deploys" .}}
 ;
 
 -- dora_finished_deploys with the verdict and incidents of each deploy. It
@@ -110,7 +123,10 @@ FROM
     SELECT
         deploy_id, service, env, team, version, status, finished_at, week_start, day,
         reached_production, rolled_back, url, commit_shas, commit_times, v_status, v_reason
-    FROM {{.DB}}.dora_finished_deploys
+    FROM
+    (
+{{template "finished_deploys" .}}
+    )
     ALL LEFT JOIN
     (
         SELECT
@@ -169,7 +185,10 @@ FROM
         SELECT
             deploy_id AS l_deploy_id, service, env, team AS l_team, finished_at AS l_finished_at,
             l_named.1 AS head, l_named.2 AS l_time
-        FROM {{.DB}}.dora_finished_deploys
+        FROM
+        (
+{{template "finished_deploys" .}}
+        )
         ARRAY JOIN arrayConcat(arrayMap((s, t) -> (s, t), commit_shas, commit_times),
             [(CAST(version AS String), toDateTime(0, 'UTC'))]) AS l_named
         WHERE reached_production = 1
@@ -231,7 +250,10 @@ FROM
 ALL LEFT JOIN
 (
     SELECT deploy_id, team AS t_team
-    FROM {{.DB}}.dora_finished_deploys
+    FROM
+    (
+{{template "finished_deploys" .}}
+    )
 ) USING deploy_id
 ;
 

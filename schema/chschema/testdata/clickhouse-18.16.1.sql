@@ -569,6 +569,13 @@ ORDER BY (service, head_sha, sha)
 -- (c_*, d_*, v_*, i_*, l_*, t_*) because ClickHouse aliases are visible in
 -- the whole SELECT (see the deploys view). A LEFT JOIN without a match
 -- gives the right side's defaults ('' and 0), which the flags rely on.
+--
+-- The views that read the deploys (dora_deploys, dora_lead_times,
+-- dora_incidents) inline the fold of dora_finished_deploys (the template
+-- finished_deploys below) instead of naming that view: 18.16 has no CREATE OR
+-- REPLACE VIEW, so a later migration replaces a view by dropping and creating
+-- it (0010 replaces dora_finished_deploys), and a view naming the dropped one
+-- could not be created in that moment by a concurrent Migrate.
 
 -- One row per finished deploy (succeeded, failed or rolled back), folded
 -- from deploy_changes by the deploys view's rule (the latest change wins:
@@ -576,8 +583,11 @@ ORDER BY (service, head_sha, sha)
 --   - finished_at is when the deploy went live (or failed): the finish of
 --     its succeeded or failed change, or the rollback's time when no such
 --     change arrived;
---   - reached_production: it succeeded or was rolled back (a rollback
---     undoes a deploy that was live); a failed deploy never went live;
+--   - reached_production: it has a succeeded change, or it was rolled back
+--     without a failed change (a rollback undoes a deploy that was live); a
+--     failed deploy never went live, nor one that failed and was rolled back
+--     (the view as first released counted that one; 0010 replaces it where
+--     this migration was applied before);
 --   - team is the `team` label of the latest change that has one ('' when
 --     none has): the rollback agent's change carries its own labels only;
 --   - version is the version that went live: a rollback's change may name
@@ -594,7 +604,7 @@ SELECT
     finished_at,
     toMonday(finished_at)                                      AS week_start,
     toDate(finished_at)                                        AS day,
-    toUInt8(status IN ('succeeded', 'rolled_back'))            AS reached_production,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
     toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
     url,
     commit_shas,
@@ -612,6 +622,8 @@ FROM
         argMax(c_status, k)                                          AS status,
         max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
         max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
         assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
         argMaxIf(c_url, k, c_url != '')                              AS url,
         argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
@@ -670,7 +682,63 @@ FROM
     SELECT
         deploy_id, service, env, team, version, status, finished_at, week_start, day,
         reached_production, rolled_back, url, commit_shas, commit_times, v_status, v_reason
-    FROM deploywatch.dora_finished_deploys
+    FROM
+    (
+SELECT
+    deploy_id,
+    service,
+    env,
+    team,
+    version,
+    status,
+    finished_at,
+    toMonday(finished_at)                                      AS week_start,
+    toDate(finished_at)                                        AS day,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
+    toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
+    url,
+    commit_shas,
+    commit_times
+FROM
+(
+    SELECT
+        deploy_id,
+        any(c_service)                                               AS service,
+        any(c_env)                                                   AS env,
+        argMaxIf(c_team, k, c_team != '')                            AS team,
+        if(countIf(c_status != 'rolled_back') > 0,
+            argMaxIf(c_version, k, c_status != 'rolled_back'),
+            argMax(c_version, k))                                    AS version,
+        argMax(c_status, k)                                          AS status,
+        max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
+        max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
+        assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
+        argMaxIf(c_url, k, c_url != '')                              AS url,
+        argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
+        argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times
+    FROM
+    (
+        SELECT
+            deploy_id,
+            service                                                  AS c_service,
+            env                                                      AS c_env,
+            label_values[indexOf(label_keys, 'team')]                AS c_team,
+            status                                                   AS c_status,
+            version                                                  AS c_version,
+            finished_at                                              AS c_finished_at,
+            url                                                      AS c_url,
+            commit_shas                                              AS c_commit_shas,
+            commit_times                                             AS c_commit_times,
+            toUInt64(toUInt32(event_time)) * 8 + status_rank         AS k
+        FROM deploywatch.deploy_changes
+    )
+    GROUP BY deploy_id
+    HAVING status IN ('succeeded', 'failed', 'rolled_back')
+        AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
+)
+    )
     ALL LEFT JOIN
     (
         SELECT
@@ -729,7 +797,63 @@ FROM
         SELECT
             deploy_id AS l_deploy_id, service, env, team AS l_team, finished_at AS l_finished_at,
             l_named.1 AS head, l_named.2 AS l_time
-        FROM deploywatch.dora_finished_deploys
+        FROM
+        (
+SELECT
+    deploy_id,
+    service,
+    env,
+    team,
+    version,
+    status,
+    finished_at,
+    toMonday(finished_at)                                      AS week_start,
+    toDate(finished_at)                                        AS day,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
+    toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
+    url,
+    commit_shas,
+    commit_times
+FROM
+(
+    SELECT
+        deploy_id,
+        any(c_service)                                               AS service,
+        any(c_env)                                                   AS env,
+        argMaxIf(c_team, k, c_team != '')                            AS team,
+        if(countIf(c_status != 'rolled_back') > 0,
+            argMaxIf(c_version, k, c_status != 'rolled_back'),
+            argMax(c_version, k))                                    AS version,
+        argMax(c_status, k)                                          AS status,
+        max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
+        max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
+        assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
+        argMaxIf(c_url, k, c_url != '')                              AS url,
+        argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
+        argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times
+    FROM
+    (
+        SELECT
+            deploy_id,
+            service                                                  AS c_service,
+            env                                                      AS c_env,
+            label_values[indexOf(label_keys, 'team')]                AS c_team,
+            status                                                   AS c_status,
+            version                                                  AS c_version,
+            finished_at                                              AS c_finished_at,
+            url                                                      AS c_url,
+            commit_shas                                              AS c_commit_shas,
+            commit_times                                             AS c_commit_times,
+            toUInt64(toUInt32(event_time)) * 8 + status_rank         AS k
+        FROM deploywatch.deploy_changes
+    )
+    GROUP BY deploy_id
+    HAVING status IN ('succeeded', 'failed', 'rolled_back')
+        AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
+)
+        )
         ARRAY JOIN arrayConcat(arrayMap((s, t) -> (s, t), commit_shas, commit_times),
             [(CAST(version AS String), toDateTime(0, 'UTC'))]) AS l_named
         WHERE reached_production = 1
@@ -791,7 +915,63 @@ FROM
 ALL LEFT JOIN
 (
     SELECT deploy_id, team AS t_team
-    FROM deploywatch.dora_finished_deploys
+    FROM
+    (
+SELECT
+    deploy_id,
+    service,
+    env,
+    team,
+    version,
+    status,
+    finished_at,
+    toMonday(finished_at)                                      AS week_start,
+    toDate(finished_at)                                        AS day,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
+    toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
+    url,
+    commit_shas,
+    commit_times
+FROM
+(
+    SELECT
+        deploy_id,
+        any(c_service)                                               AS service,
+        any(c_env)                                                   AS env,
+        argMaxIf(c_team, k, c_team != '')                            AS team,
+        if(countIf(c_status != 'rolled_back') > 0,
+            argMaxIf(c_version, k, c_status != 'rolled_back'),
+            argMax(c_version, k))                                    AS version,
+        argMax(c_status, k)                                          AS status,
+        max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
+        max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
+        assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
+        argMaxIf(c_url, k, c_url != '')                              AS url,
+        argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
+        argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times
+    FROM
+    (
+        SELECT
+            deploy_id,
+            service                                                  AS c_service,
+            env                                                      AS c_env,
+            label_values[indexOf(label_keys, 'team')]                AS c_team,
+            status                                                   AS c_status,
+            version                                                  AS c_version,
+            finished_at                                              AS c_finished_at,
+            url                                                      AS c_url,
+            commit_shas                                              AS c_commit_shas,
+            commit_times                                             AS c_commit_times,
+            toUInt64(toUInt32(event_time)) * 8 + status_rank         AS k
+        FROM deploywatch.deploy_changes
+    )
+    GROUP BY deploy_id
+    HAVING status IN ('succeeded', 'failed', 'rolled_back')
+        AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
+)
+    )
 ) USING deploy_id
 ;
 
@@ -816,4 +996,82 @@ FROM
     FROM deploywatch.dora_incidents
 )
 WHERE r_resolved_at IS NOT NULL AND r_restore_s >= 0
+;
+
+-- migration 0010_dora_live
+-- dora_finished_deploys as 0009 defines it now, for the databases where
+-- 0009 was applied before it said what "went live" means: a deploy reached
+-- production when it has a succeeded change, or when it was rolled back
+-- without a failed change (a rollback undoes a deploy that was live). 0009 as
+-- first released said "its latest status is succeeded or rolled_back", so a
+-- deploy that failed and was then rolled back (a pipeline rolling back its
+-- failed attempt) counted as live, as a failed change, and its commits as
+-- shipped. An applied migration never runs again, hence this one.
+--
+-- 18.16 has neither CREATE OR REPLACE VIEW nor DROP VIEW: DROP TABLE IF
+-- EXISTS drops a view, and CREATE VIEW IF NOT EXISTS makes the pair safe to
+-- run twice, or twice at once. The views that 0009 as first released built on
+-- this one (dora_deploys, dora_lead_times, dora_incidents) name it, and read
+-- the new definition from their next query on; 0009 now inlines the fold in
+-- them, so nothing a migration creates names the view dropped here. The
+-- SELECT is 0009's template finished_deploys, word for word (a test in
+-- store/ checks that the two say the same).
+DROP TABLE IF EXISTS deploywatch.dora_finished_deploys
+;
+
+CREATE VIEW IF NOT EXISTS deploywatch.dora_finished_deploys AS
+SELECT
+    deploy_id,
+    service,
+    env,
+    team,
+    version,
+    status,
+    finished_at,
+    toMonday(finished_at)                                      AS week_start,
+    toDate(finished_at)                                        AS day,
+    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
+    toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
+    url,
+    commit_shas,
+    commit_times
+FROM
+(
+    SELECT
+        deploy_id,
+        any(c_service)                                               AS service,
+        any(c_env)                                                   AS env,
+        argMaxIf(c_team, k, c_team != '')                            AS team,
+        if(countIf(c_status != 'rolled_back') > 0,
+            argMaxIf(c_version, k, c_status != 'rolled_back'),
+            argMax(c_version, k))                                    AS version,
+        argMax(c_status, k)                                          AS status,
+        max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
+        max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
+        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
+        countIf(c_status = 'failed') > 0                             AS d_failed,
+        assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
+        argMaxIf(c_url, k, c_url != '')                              AS url,
+        argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
+        argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times
+    FROM
+    (
+        SELECT
+            deploy_id,
+            service                                                  AS c_service,
+            env                                                      AS c_env,
+            label_values[indexOf(label_keys, 'team')]                AS c_team,
+            status                                                   AS c_status,
+            version                                                  AS c_version,
+            finished_at                                              AS c_finished_at,
+            url                                                      AS c_url,
+            commit_shas                                              AS c_commit_shas,
+            commit_times                                             AS c_commit_times,
+            toUInt64(toUInt32(event_time)) * 8 + status_rank         AS k
+        FROM deploywatch.deploy_changes
+    )
+    GROUP BY deploy_id
+    HAVING status IN ('succeeded', 'failed', 'rolled_back')
+        AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
+)
 ;
