@@ -13,7 +13,7 @@ import (
 	"github.com/deploywatch/deploywatch/schema"
 )
 
-// The delivery dashboard reads the DORA views of migrations 0009 and 0010
+// The delivery dashboard reads the DORA views of migration 0009
 // (dora_deploys, dora_lead_times, dora_restores), where the definitions live,
 // and computes what store.Dora computes from them, the same way: the README's
 // "Delivery performance (DORA)" section says it in words. Weeks run Monday to

@@ -37,7 +37,7 @@ const (
         argMax(reason, (final, evaluated_at))  AS v_reason,
         max(evaluated_at)                      AS v_evaluated
     FROM deploy_verdicts
-    WHERE deploy_id != '' AND ` + fleetFilter + ` AND $__timeFilter(evaluated_at)
+    WHERE deploy_id != '' AND comparison != 'recovery_vs_baseline' AND ` + fleetFilter + ` AND $__timeFilter(evaluated_at)
     GROUP BY deploy_id
 )`
 

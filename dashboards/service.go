@@ -129,7 +129,7 @@ const (
         argMax(final, (final, evaluated_at))  AS v_final,
         argMax(reason, (final, evaluated_at)) AS v_reason
     FROM deploy_verdicts
-    WHERE deploy_id != '' AND ` + serviceFilter + ` AND evaluated_at >= $__fromTime
+    WHERE deploy_id != '' AND comparison != 'recovery_vs_baseline' AND ` + serviceFilter + ` AND evaluated_at >= $__fromTime
     GROUP BY deploy_id
 )`
 

@@ -12,8 +12,8 @@ import (
 	"github.com/deploywatch/deploywatch/schema"
 )
 
-// Dora computes DORA's four keys per week from the dora_* views (migrations
-// 0009 and 0010, where the definitions are written down once). The delivery
+// Dora computes DORA's four keys per week from the dora_* views (migration
+// 0009, where the definitions are written down once). The delivery
 // dashboard computes the same figures from the same views in SQL
 // (dashboards/dora.go); a test there holds the two together.
 type Dora struct {

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/deploywatch/deploywatch/internal/testenv"
 	"github.com/deploywatch/deploywatch/schema"
-	"github.com/deploywatch/deploywatch/schema/chschema"
 	"github.com/deploywatch/deploywatch/store"
 )
 
@@ -583,132 +580,39 @@ func TestDoraWhenClickHouseFails(t *testing.T) {
 	}
 }
 
-// TestDoraUpgradeReplacesTheLiveRule starts from a database that an earlier
-// deploywatch migrated up to 0009, and migrates it. Migrate does not run an
-// applied migration again, so the corrected rule of what went live reaches
-// such a database only through 0010, which replaces dora_finished_deploys;
-// the views 0009 as first released built on it (dora_deploys,
-// dora_lead_times) name it, as the probe view here does.
-func TestDoraUpgradeReplacesTheLiveRule(t *testing.T) {
-	ctx := context.Background()
-	dsn := testenv.ClickHouse(t)
-	conn, err := chschema.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	db, err := chschema.DatabaseFromDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caps, err := chschema.DetectCapabilities(ctx, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := chschema.Render(caps, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exec := func(stmt string) {
-		t.Helper()
-		if err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%v\n%s", err, stmt)
-		}
-	}
-	// The bootstrap, then each migration before 0010, recorded as Migrate
-	// does; and the two definitions of dora_finished_deploys.
-	created := map[int]string{}
-	for i, section := range strings.Split(script, "\n-- migration ") {
-		version, name, body := 0, "", section
-		if i > 0 { // "0009_dora\n<its DDL>"
-			head, rest, _ := strings.Cut(section, "\n")
-			if version, err = strconv.Atoi(head[:4]); err != nil {
-				t.Fatalf("cannot read the version of migration %q: %v", head, err)
-			}
-			name, body = head[5:], rest
-		}
-		for _, stmt := range ddlStatements(body) {
-			if strings.HasPrefix(stmt, "CREATE VIEW IF NOT EXISTS "+db+".dora_finished_deploys AS") {
-				created[version] = stmt
-			}
-			if version < 10 {
-				exec(stmt)
-			}
-		}
-		if version > 0 && version < 10 {
-			batch, err := conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := batch.Append(uint32(version), name, time.Now().UTC()); err != nil {
-				t.Fatal(err)
-			}
-			if err := batch.Send(); err != nil {
-				t.Fatalf("cannot record migration %d: %v", version, err)
-			}
-		}
-	}
-	if created[9] == "" || created[9] != created[10] {
-		t.Fatalf("0009 and 0010 define dora_finished_deploys differently; a new database and an upgraded one would differ:\n%s\n\n%s",
-			created[9], created[10])
-	}
-	// 0009 as first released: the latest status decided, and views named it.
-	const liveRule = "toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production"
-	if !strings.Contains(created[9], liveRule) {
-		t.Fatalf("dora_finished_deploys does not say %q:\n%s", liveRule, created[9])
-	}
-	exec("DROP TABLE " + db + ".dora_finished_deploys")
-	exec(strings.Replace(created[9], liveRule, "toUInt8(status IN ('succeeded', 'rolled_back')) AS reached_production", 1))
-	exec("CREATE VIEW " + db + ".probe AS SELECT deploy_id, reached_production FROM " + db + ".dora_finished_deploys")
-
+// A bad deploy rolled back gets a later final recovery verdict, healthy once
+// the service recovered: that judges the service, not the deploy, which
+// stays bad in dora_deploys.
+func TestDoraDeployKeepsItsOwnVerdictAfterRecovery(t *testing.T) {
+	conn := migrated(t)
 	insertDoraDeploys(t, conn,
-		doraChange{id: "f1", service: "search", env: "production", version: "v3.2.0", status: schema.DeployFailed, finished: at(w4, 0, 15, 0)},
-		doraChange{id: "f1", service: "search", env: "production", version: "v3.1.0", status: schema.DeployRolledBack, finished: at(w4, 0, 15, 20)})
-	reached := func() string {
-		t.Helper()
-		var s string
-		if err := conn.QueryRow(ctx, `SELECT concat(toString((SELECT reached_production FROM dora_finished_deploys WHERE deploy_id = 'f1')),
-			toString((SELECT reached_production FROM probe WHERE deploy_id = 'f1')))`).Scan(&s); err != nil {
+		doraChange{id: "r1", service: "checkout", env: "production", version: "v2", status: schema.DeploySucceeded, finished: at(w4, 0, 10, 0)},
+		doraChange{id: "r1", service: "checkout", env: "production", version: "v1", status: schema.DeployRolledBack, finished: at(w4, 0, 10, 30)})
+	batch, err := conn.PrepareBatch(context.Background(), "INSERT INTO deploy_verdicts (id, deploy_id, service, env, status, final, reason, comparison, evaluated_at, body, received_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []struct {
+		id, status, reason, comparison string
+		at                             time.Time
+	}{
+		{"r1:verdict:1", "bad", "error ratio 5.0% vs 0.2%", "before_vs_after", at(w4, 0, 10, 20)},
+		{"r1:recovery:1", "healthy", "recovered", "recovery_vs_baseline", at(w4, 0, 10, 40)},
+	} {
+		if err := batch.Append(v.id, "r1", "checkout", "production", v.status, uint8(1), v.reason, v.comparison, v.at, "{}", v.at); err != nil {
 			t.Fatal(err)
 		}
-		return s
 	}
-	if got := reached(); got != "11" {
-		t.Fatalf("before the upgrade, reached_production of a failed deploy rolled back: %s, want 11 (the released rule)", got)
-	}
-	applied, err := chschema.Migrate(ctx, conn, db, nil)
-	if err != nil {
+	if err := batch.Send(); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(applied, []int{10}) {
-		t.Fatalf("the upgrade applied %v, want [10]", applied)
+	var status, reason string
+	var bad, failure uint8
+	if err := conn.QueryRow(context.Background(), "SELECT verdict_status, verdict_reason, bad_verdict, failure FROM dora_deploys WHERE deploy_id = 'r1'").
+		Scan(&status, &reason, &bad, &failure); err != nil {
+		t.Fatal(err)
 	}
-	if got := reached(); got != "00" {
-		t.Errorf("after the upgrade, reached_production of a failed deploy rolled back (the view, a view naming it): %s, want 00", got)
+	if status != "bad" || reason != "error ratio 5.0% vs 0.2%" || bad != 1 || failure != 1 {
+		t.Fatalf("dora_deploys has %q %q bad_verdict %d failure %d, want the deploy's own bad verdict and a failure", status, reason, bad, failure)
 	}
-}
-
-// ddlStatements splits a part of chschema.Render's script into statements
-// as the migration runner does: comment lines dropped, each statement ended
-// by a line ending in `;`.
-func ddlStatements(script string) []string {
-	var out, cur []string
-	for _, line := range strings.Split(script, "\n") {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
-			continue
-		}
-		if !strings.HasSuffix(trimmed, ";") {
-			cur = append(cur, line)
-			continue
-		}
-		if last := strings.TrimSuffix(trimmed, ";"); last != "" {
-			cur = append(cur, last)
-		}
-		if len(cur) > 0 {
-			out = append(out, strings.Join(cur, "\n"))
-		}
-		cur = nil
-	}
-	return out
 }

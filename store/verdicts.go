@@ -21,10 +21,12 @@ func NewVerdicts(ch Querier) *Verdicts { return &Verdicts{ch: ch} }
 // verdict wins over interim ones, then the newest evaluated_at. It is the
 // latest_verdicts view's rule, over deploy_verdicts filtered by deploy_id
 // (18.16 would aggregate the whole table before filtering the view). Copies
-// of a redelivered verdict are equal, so it needs no FINAL.
+// of a redelivered verdict are equal, so it needs no FINAL. The recovery
+// verdicts after a rollback judge the service, not the deploy: a bad deploy
+// stays bad once its rollback recovered the service.
 const latestVerdicts = `SELECT deploy_id, argMax(body, (final, evaluated_at)) AS latest_body
 FROM deploy_verdicts
-WHERE deploy_id IN ?
+WHERE deploy_id IN ? AND comparison != 'recovery_vs_baseline'
 GROUP BY deploy_id`
 
 // Latest returns the deploy's latest verdict, or schema.ErrNotFound when the

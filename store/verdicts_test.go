@@ -54,7 +54,7 @@ func verdict(deployID string, at time.Time, status schema.VerdictStatus, final b
 // insertVerdicts writes verdicts as the sink does (the columns the store reads).
 func insertVerdicts(t *testing.T, conn driver.Conn, vs ...*schema.Verdict) {
 	t.Helper()
-	batch, err := conn.PrepareBatch(context.Background(), "INSERT INTO deploy_verdicts (id, deploy_id, service, env, status, final, evaluated_at, body, received_at)")
+	batch, err := conn.PrepareBatch(context.Background(), "INSERT INTO deploy_verdicts (id, deploy_id, service, env, status, final, comparison, evaluated_at, body, received_at)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func insertVerdicts(t *testing.T, conn driver.Conn, vs ...*schema.Verdict) {
 		if v.Final {
 			final = 1
 		}
-		if err := batch.Append(v.ID, v.DeployID, v.Service, v.Env, string(v.Status), final, v.EvaluatedAt.Time, string(body), time.Now()); err != nil {
+		if err := batch.Append(v.ID, v.DeployID, v.Service, v.Env, string(v.Status), final, string(v.Comparison), v.EvaluatedAt.Time, string(body), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,6 +116,14 @@ func TestVerdictsLatest(t *testing.T) {
 	}
 	if len(many) != 2 || many[deploy].ID != final.ID || many["argo-search-551"].Status != schema.VerdictBad {
 		t.Fatalf("LatestFor: %v, want the final verdicts of the two deploys that have one", many)
+	}
+	// Rolled back and recovered: the recovery verdict judges the service, the
+	// deploy stays bad.
+	recovery := verdict("argo-search-551", start.Add(50*time.Minute), schema.VerdictHealthy, true)
+	recovery.ID, recovery.Comparison = "argo-search-551:recovery:1", schema.RecoveryVsBaseline
+	insertVerdicts(t, conn, recovery)
+	if got, err := verdicts.Latest(ctx, "argo-search-551"); err != nil || got.ID != other.ID || got.Status != schema.VerdictBad {
+		t.Fatalf("Latest after the recovery verdict: %+v, %v; want the deploy's own bad verdict %s", got, err, other.ID)
 	}
 	if none, err := verdicts.LatestFor(ctx, nil); err != nil || len(none) != 0 {
 		t.Fatalf("LatestFor(nil): %v, %v; want an empty map", none, err)

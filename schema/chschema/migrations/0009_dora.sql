@@ -13,9 +13,9 @@
 -- The views that read the deploys (dora_deploys, dora_lead_times,
 -- dora_incidents) inline the fold of dora_finished_deploys (the template
 -- finished_deploys below) instead of naming that view: 18.16 has no CREATE OR
--- REPLACE VIEW, so a later migration replaces a view by dropping and creating
--- it (0010 replaces dora_finished_deploys), and a view naming the dropped one
--- could not be created in that moment by a concurrent Migrate.
+-- REPLACE VIEW, so a later migration would replace a view by dropping and
+-- creating it, and a view naming the dropped one could not be created in that
+-- moment by a concurrent Migrate.
 
 -- One row per finished deploy (succeeded, failed or rolled back), folded
 -- from deploy_changes by the deploys view's rule (the latest change wins:
@@ -25,9 +25,7 @@
 --     change arrived;
 --   - reached_production: it has a succeeded change, or it was rolled back
 --     without a failed change (a rollback undoes a deploy that was live); a
---     failed deploy never went live, nor one that failed and was rolled back
---     (the view as first released counted that one; 0010 replaces it where
---     this migration was applied before);
+--     failed deploy never went live, nor one that failed and was rolled back;
 --   - team is the `team` label of the latest change that has one ('' when
 --     none has): the rollback agent's change carries its own labels only;
 --   - version is the version that went live: a rollback's change may name
@@ -93,8 +91,9 @@ CREATE VIEW IF NOT EXISTS {{.DB}}.dora_finished_deploys AS
 
 -- dora_finished_deploys with the verdict and incidents of each deploy. It
 -- is a failure when it reached production and was rolled back, or its
--- latest verdict (a final one over interim ones, then the newest) is bad,
--- or an incident names it. incident_id is the first incident naming it.
+-- latest verdict (a final one over interim ones, then the newest; not the
+-- recovery verdict after a rollback, which judges the service) is bad, or an
+-- incident names it. incident_id is the first incident naming it.
 CREATE VIEW IF NOT EXISTS {{.DB}}.dora_deploys AS
 SELECT
     deploy_id,
@@ -134,7 +133,7 @@ FROM
             argMax(status, (final, evaluated_at)) AS v_status,
             argMax(reason, (final, evaluated_at)) AS v_reason
         FROM {{.DB}}.deploy_verdicts
-        WHERE deploy_id != ''
+        WHERE deploy_id != '' AND comparison != 'recovery_vs_baseline'
         GROUP BY deploy_id
     ) USING deploy_id
 )

@@ -573,9 +573,9 @@ ORDER BY (service, head_sha, sha)
 -- The views that read the deploys (dora_deploys, dora_lead_times,
 -- dora_incidents) inline the fold of dora_finished_deploys (the template
 -- finished_deploys below) instead of naming that view: 18.16 has no CREATE OR
--- REPLACE VIEW, so a later migration replaces a view by dropping and creating
--- it (0010 replaces dora_finished_deploys), and a view naming the dropped one
--- could not be created in that moment by a concurrent Migrate.
+-- REPLACE VIEW, so a later migration would replace a view by dropping and
+-- creating it, and a view naming the dropped one could not be created in that
+-- moment by a concurrent Migrate.
 
 -- One row per finished deploy (succeeded, failed or rolled back), folded
 -- from deploy_changes by the deploys view's rule (the latest change wins:
@@ -585,9 +585,7 @@ ORDER BY (service, head_sha, sha)
 --     change arrived;
 --   - reached_production: it has a succeeded change, or it was rolled back
 --     without a failed change (a rollback undoes a deploy that was live); a
---     failed deploy never went live, nor one that failed and was rolled back
---     (the view as first released counted that one; 0010 replaces it where
---     this migration was applied before);
+--     failed deploy never went live, nor one that failed and was rolled back;
 --   - team is the `team` label of the latest change that has one ('' when
 --     none has): the rollback agent's change carries its own labels only;
 --   - version is the version that went live: a rollback's change may name
@@ -652,8 +650,9 @@ FROM
 
 -- dora_finished_deploys with the verdict and incidents of each deploy. It
 -- is a failure when it reached production and was rolled back, or its
--- latest verdict (a final one over interim ones, then the newest) is bad,
--- or an incident names it. incident_id is the first incident naming it.
+-- latest verdict (a final one over interim ones, then the newest; not the
+-- recovery verdict after a rollback, which judges the service) is bad, or an
+-- incident names it. incident_id is the first incident naming it.
 CREATE VIEW IF NOT EXISTS deploywatch.dora_deploys AS
 SELECT
     deploy_id,
@@ -746,7 +745,7 @@ FROM
             argMax(status, (final, evaluated_at)) AS v_status,
             argMax(reason, (final, evaluated_at)) AS v_reason
         FROM deploywatch.deploy_verdicts
-        WHERE deploy_id != ''
+        WHERE deploy_id != '' AND comparison != 'recovery_vs_baseline'
         GROUP BY deploy_id
     ) USING deploy_id
 )
@@ -996,82 +995,4 @@ FROM
     FROM deploywatch.dora_incidents
 )
 WHERE r_resolved_at IS NOT NULL AND r_restore_s >= 0
-;
-
--- migration 0010_dora_live
--- dora_finished_deploys as 0009 defines it now, for the databases where
--- 0009 was applied before it said what "went live" means: a deploy reached
--- production when it has a succeeded change, or when it was rolled back
--- without a failed change (a rollback undoes a deploy that was live). 0009 as
--- first released said "its latest status is succeeded or rolled_back", so a
--- deploy that failed and was then rolled back (a pipeline rolling back its
--- failed attempt) counted as live, as a failed change, and its commits as
--- shipped. An applied migration never runs again, hence this one.
---
--- 18.16 has neither CREATE OR REPLACE VIEW nor DROP VIEW: DROP TABLE IF
--- EXISTS drops a view, and CREATE VIEW IF NOT EXISTS makes the pair safe to
--- run twice, or twice at once. The views that 0009 as first released built on
--- this one (dora_deploys, dora_lead_times, dora_incidents) name it, and read
--- the new definition from their next query on; 0009 now inlines the fold in
--- them, so nothing a migration creates names the view dropped here. The
--- SELECT is 0009's template finished_deploys, word for word (a test in
--- store/ checks that the two say the same).
-DROP TABLE IF EXISTS deploywatch.dora_finished_deploys
-;
-
-CREATE VIEW IF NOT EXISTS deploywatch.dora_finished_deploys AS
-SELECT
-    deploy_id,
-    service,
-    env,
-    team,
-    version,
-    status,
-    finished_at,
-    toMonday(finished_at)                                      AS week_start,
-    toDate(finished_at)                                        AS day,
-    toUInt8(d_succeeded OR (d_rolled_back_at IS NOT NULL AND NOT d_failed)) AS reached_production,
-    toUInt8(status = 'rolled_back' OR d_rolled_back_at IS NOT NULL) AS rolled_back,
-    url,
-    commit_shas,
-    commit_times
-FROM
-(
-    SELECT
-        deploy_id,
-        any(c_service)                                               AS service,
-        any(c_env)                                                   AS env,
-        argMaxIf(c_team, k, c_team != '')                            AS team,
-        if(countIf(c_status != 'rolled_back') > 0,
-            argMaxIf(c_version, k, c_status != 'rolled_back'),
-            argMax(c_version, k))                                    AS version,
-        argMax(c_status, k)                                          AS status,
-        max(if(c_status IN ('succeeded', 'failed'), c_finished_at, NULL)) AS d_live_at,
-        max(if(c_status = 'rolled_back', c_finished_at, NULL))       AS d_rolled_back_at,
-        countIf(c_status = 'succeeded') > 0                          AS d_succeeded,
-        countIf(c_status = 'failed') > 0                             AS d_failed,
-        assumeNotNull(ifNull(d_live_at, d_rolled_back_at))           AS finished_at,
-        argMaxIf(c_url, k, c_url != '')                              AS url,
-        argMaxIf(c_commit_shas, k, notEmpty(c_commit_shas))          AS commit_shas,
-        argMaxIf(c_commit_times, k, notEmpty(c_commit_shas))         AS commit_times
-    FROM
-    (
-        SELECT
-            deploy_id,
-            service                                                  AS c_service,
-            env                                                      AS c_env,
-            label_values[indexOf(label_keys, 'team')]                AS c_team,
-            status                                                   AS c_status,
-            version                                                  AS c_version,
-            finished_at                                              AS c_finished_at,
-            url                                                      AS c_url,
-            commit_shas                                              AS c_commit_shas,
-            commit_times                                             AS c_commit_times,
-            toUInt64(toUInt32(event_time)) * 8 + status_rank         AS k
-        FROM deploywatch.deploy_changes
-    )
-    GROUP BY deploy_id
-    HAVING status IN ('succeeded', 'failed', 'rolled_back')
-        AND (d_live_at IS NOT NULL OR d_rolled_back_at IS NOT NULL)
-)
 ;
