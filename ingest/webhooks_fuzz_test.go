@@ -3,6 +3,7 @@ package ingest
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/deploywatch/deploywatch/schema"
@@ -54,6 +55,26 @@ func mappedOK(t *testing.T, n int, ids []string, err error) {
 	if err == nil && (n != 1 || ids[0] == "") {
 		t.Fatalf("mapped to %d deploys %q without an error, want one with an id", n, ids)
 	}
+	if err != nil && (n != 0 || strings.TrimSpace(err.Error()) == "") {
+		t.Fatalf("mapped to %d events with the error %q, want none and a reason the sender is told", n, err)
+	}
+}
+
+// sameMapping fails unless mapping the delivery again gives the same ids
+// and the same answer: a re-delivery is deduplicated only by equal ids.
+func sameMapping(t *testing.T, ids []string, err error, again []webhookEvent, errAgain error) {
+	t.Helper()
+	if (err == nil) != (errAgain == nil) || (err != nil && err.Error() != errAgain.Error()) {
+		t.Fatalf("mapped the same delivery with %v, then %v", err, errAgain)
+	}
+	if len(again) != len(ids) {
+		t.Fatalf("mapped the same delivery to %d, then %d events", len(ids), len(again))
+	}
+	for i, ev := range again {
+		if id := eventID(ev); id != ids[i] {
+			t.Fatalf("mapped the same delivery to id %q, then %q", ids[i], id)
+		}
+	}
 }
 
 func FuzzGitHubWebhook(f *testing.F) {
@@ -69,6 +90,8 @@ func FuzzGitHubWebhook(f *testing.F) {
 			reencodes(t, d) // invalid is answered 400; valid must be what the sink takes
 		}
 		mappedOK(t, len(deploys), ids, err)
+		again, errAgain := githubEvents(event, body, cfg)
+		sameMapping(t, ids, err, again, errAgain)
 	})
 }
 
@@ -83,5 +106,7 @@ func FuzzGitLabWebhook(f *testing.F) {
 			reencodes(t, d)
 		}
 		mappedOK(t, len(deploys), ids, err)
+		again, errAgain := gitlabEvents(body, cfg)
+		sameMapping(t, ids, err, again, errAgain)
 	})
 }
