@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -468,7 +470,25 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength <= a.cfg.MaxBodyBytes {
 		sizeHint = r.ContentLength
 	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), sizeHint)
+	// Memory follows the decoded size, which the snappy block's first bytes
+	// declare: it is checked against the limit and the in-flight budget
+	// before the body is read. An invalid header is the decoder's to refuse.
+	in := bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes), 16)
+	head, _ := in.Peek(binary.MaxVarintLen32)
+	if decoded, err := snappy.DecodedLen(head); err == nil {
+		if decoded > int(a.cfg.MaxBodyBytes) {
+			a.rejected.Inc()
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the snappy block declares %d decoded bytes, the limit is %d: lower queue_config.max_samples_per_send", decoded, a.cfg.MaxBodyBytes), nil)
+			return
+		}
+		if !rw.reserve(int64(decoded)) {
+			w.Header().Set("Retry-After", a.retryAfter())
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the remote_write requests in flight already take their %d decoded bytes: retry later", rw.maxInflightBytes), nil)
+			return
+		}
+		defer rw.inflightBytes.Add(-int64(decoded))
+	}
+	body, err := readAll(in, sizeHint)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
@@ -478,16 +498,6 @@ func (a *API) postRemoteWrite(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		a.reject(w, fmt.Errorf("cannot read the body: %v", err))
 		return
-	}
-	// Memory follows the decoded size, which the snappy header declares; an
-	// invalid header is the decoder's to refuse.
-	if decoded, err := snappy.DecodedLen(body); err == nil && decoded <= int(a.cfg.MaxBodyBytes) {
-		if !rw.reserve(int64(decoded)) {
-			w.Header().Set("Retry-After", a.retryAfter())
-			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the remote_write requests in flight already take their %d decoded bytes: retry later", rw.maxInflightBytes), nil)
-			return
-		}
-		defer rw.inflightBytes.Add(-int64(decoded))
 	}
 	series, err := decodeRemoteWrite(nil, body, int(a.cfg.MaxBodyBytes))
 	switch {

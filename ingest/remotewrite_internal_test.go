@@ -684,6 +684,52 @@ func TestRemoteWriteHistogramIgnoresBadLe(t *testing.T) {
 	}
 }
 
+// A histogram whose finite buckets are missing (their part came too late,
+// or every le was bad) or that has more bounds than a sample may have is
+// left out; the sample keeps its requests and errors and stays valid.
+func TestRemoteWriteUnusableHistogramKeepsTheSample(t *testing.T) {
+	m, err := newRWMapper(RemoteWriteConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	bucket := func(le string, ts int64, v float64) rwSeries {
+		return rwSeries{Labels: labels("__name__", "http_request_duration_seconds_bucket", "job", "api", "le", le),
+			Samples: []rwSample{{Value: v, TimestampMs: ts}}}
+	}
+	counter := func(ts int64, v float64) rwSeries {
+		return rwSeries{Labels: labels("__name__", "http_requests_total", "code", "500", "job", "api"),
+			Samples: []rwSample{{Value: v, TimestampMs: ts}}}
+	}
+	many := func(ts int64, v float64) []rwSeries {
+		var out []rwSeries
+		for i := range schema.MaxHistogramBounds + 1 {
+			out = append(out, bucket(strconv.Itoa(i+1), ts, v))
+		}
+		return out
+	}
+	for name, scrape := range map[string]func(ts int64, v float64) []rwSeries{
+		"only +Inf": func(ts int64, v float64) []rwSeries { return []rwSeries{bucket("+Inf", ts, v), counter(ts, v)} },
+		"too many buckets": func(ts int64, v float64) []rwSeries {
+			return append(many(ts, v), bucket("+Inf", ts, v), counter(ts, v))
+		},
+	} {
+		mapOnce(t, m, scrape(t0, 10))
+		got := mapOnce(t, m, scrape(t0+15_000, 30))
+		if len(got) != 1 || len(got[0].Samples) != 1 {
+			t.Fatalf("%s: got %+v, want one sample", name, got)
+		}
+		s := got[0].Samples[0]
+		if s.LatencyHistogram != nil || s.Requests.Value != 20 || s.Errors.Value != 20 {
+			t.Errorf("%s: sample %+v, want 20 requests and errors and no histogram", name, s)
+		}
+		if err := got[0].Validate(); err != nil {
+			t.Errorf("%s: the sample is invalid: %v", name, err)
+		}
+		t0 += 60_000
+	}
+}
+
 func TestRemoteWriteEvictionsAreCounted(t *testing.T) {
 	set := metrics.NewSet()
 	m, err := newRWMapper(RemoteWriteConfig{MaxSeries: 2}, set)

@@ -397,7 +397,7 @@ func foldSample(k rwSampleKey, parts []*rwPart) schema.Sample {
 		Instance:  k.instance,
 	}
 	if a.buckets != nil {
-		s.LatencyHistogram = histogram(a.buckets)
+		s.LatencyHistogram = histogram(a.buckets) // nil when it has no usable bounds
 	}
 	switch {
 	case a.counted:
@@ -412,13 +412,20 @@ func foldSample(k rwSampleKey, parts []*rwPart) schema.Sample {
 }
 
 // histogram turns cumulative bucket deltas (by upper bound, +Inf included)
-// into deploywatch's per-bucket counts.
+// into deploywatch's per-bucket counts. It returns nil for buckets that make
+// no deploywatch histogram (only +Inf, as when the part with the finite
+// buckets came too late, or more bounds than a sample may have): the sample
+// then keeps its requests and errors without a histogram, rather than being
+// refused whole after Prometheus got its 204.
 func histogram(buckets map[float64]float64) *schema.LatencyHistogram {
 	bounds := make([]float64, 0, len(buckets))
 	for b := range buckets {
 		if !math.IsInf(b, 1) {
 			bounds = append(bounds, b)
 		}
+	}
+	if len(bounds) == 0 || len(bounds) > schema.MaxHistogramBounds {
+		return nil
 	}
 	slices.Sort(bounds)
 	h := &schema.LatencyHistogram{BoundsMs: bounds, Counts: make([]schema.Count, len(bounds)+1)}

@@ -174,8 +174,8 @@ func (s *Sample) validate(p *problems, latest time.Time) {
 		if len(h.BoundsMs) == 0 {
 			p.add(join(hp, "bounds_ms"), "is required: the upper bounds of the buckets in milliseconds")
 		}
-		if len(h.BoundsMs) > 256 {
-			p.addf(join(hp, "bounds_ms"), "has %d bounds; the limit is 256", len(h.BoundsMs))
+		if len(h.BoundsMs) > MaxHistogramBounds {
+			p.addf(join(hp, "bounds_ms"), "has %d bounds; the limit is %d", len(h.BoundsMs), MaxHistogramBounds)
 		}
 		for i, bound := range h.BoundsMs {
 			if bound < 0 || (i > 0 && bound <= h.BoundsMs[i-1]) {
@@ -193,6 +193,10 @@ func (s *Sample) validate(p *problems, latest time.Time) {
 		}
 	}
 }
+
+// MaxHistogramBounds is how many bucket bounds a sample's latency histogram
+// may have.
+const MaxHistogramBounds = 256
 
 // Split cuts the batch into parts of at most max samples, each with its own id
 // derived from the batch's, so that each part fits one JetStream message and a

@@ -11,6 +11,11 @@ import (
 	"github.com/deploywatch/deploywatch/ingest"
 )
 
+// remoteWritePartsMaxAge is how long remote_write's parts and markers stay
+// in their bucket: longer than Prometheus retries a request (its WAL keeps
+// about 2 h), so a late retry finds its sample's marker.
+const remoteWritePartsMaxAge = 3 * time.Hour
+
 // remoteWriteFlags are serve's settings of POST /api/v1/write: which series
 // and labels become deploywatch samples. An empty flag means ingest's default,
 // named in its help.

@@ -202,6 +202,7 @@ remote_write:
         regex: http_requests_total|http_request_duration_seconds_bucket
         action: keep
     queue_config:
+      retry_on_http_429: true
       max_samples_per_send: 5
       batch_send_deadline: 1s
       min_backoff: 100ms

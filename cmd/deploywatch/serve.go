@@ -195,10 +195,13 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	// remote_write's parts wait there for the rest of their scrape, which
-	// Prometheus may split over requests; an hour is a safety net.
+	// Prometheus may split over requests, and the markers of finished samples
+	// stay there as long as Prometheus may retry a request from its WAL (about
+	// 2 h): a part retried after its marker expired would be folded into a
+	// partial sample replacing the complete one.
 	rwParts, err := eventlog.OpenBucket(setupCtx, js, eventlog.BucketConfig{
 		Name: "remote_write_parts", Description: "deploywatch: parts of remote_write samples waiting for the rest of their scrape",
-		MaxAge: time.Hour, Replicas: c.natsReplicas,
+		MaxAge: remoteWritePartsMaxAge, Replicas: c.natsReplicas,
 	})
 	if err != nil {
 		return err
