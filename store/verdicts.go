@@ -18,12 +18,13 @@ type Verdicts struct {
 func NewVerdicts(ch Querier) *Verdicts { return &Verdicts{ch: ch} }
 
 // latestVerdicts folds each deploy's verdicts into its latest one: a final
-// verdict wins over interim ones, then the newest evaluated_at. It is the
-// latest_verdicts view's rule, over deploy_verdicts filtered by deploy_id
-// (18.16 would aggregate the whole table before filtering the view). Copies
-// of a redelivered verdict are equal, so it needs no FINAL. The recovery
-// verdicts after a rollback judge the service, not the deploy: a bad deploy
-// stays bad once its rollback recovered the service.
+// verdict wins over interim ones, then the newest evaluated_at, as the
+// latest_verdicts view folds them, over deploy_verdicts filtered by
+// deploy_id (18.16 would aggregate the whole table before filtering the
+// view). Copies of a redelivered verdict are equal, so it needs no FINAL.
+// Unlike the view, it leaves out the recovery verdicts after a rollback:
+// they judge the service, not the deploy, and a bad deploy stays bad once
+// its rollback recovered the service.
 const latestVerdicts = `SELECT deploy_id, argMax(body, (final, evaluated_at)) AS latest_body
 FROM deploy_verdicts
 WHERE deploy_id IN ? AND comparison != 'recovery_vs_baseline'
