@@ -3,6 +3,7 @@ package dashboards_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -288,5 +289,50 @@ func TestDeliveryStatsShowNoDataForAnEmptyRange(t *testing.T) {
 		if rows := figureRows(t, s.ch, expand(t, qs[panel], e)); len(rows) != 0 {
 			t.Errorf("panel %s over an empty range: %v, want no bars", panel, rows)
 		}
+	}
+}
+
+// TestWeeklyBarsSpanTheirWeek: the weekly panels' bars are drawn from their
+// Monday on (barAlignment "after", 1), not centred on Monday 00:00, where
+// Grafana cuts the first one in half at the range's start.
+func TestWeeklyBarsSpanTheirWeek(t *testing.T) {
+	files, err := dashboards.Generate(dashboards.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title       string `json:"title"`
+			Type        string `json:"type"`
+			FieldConfig struct {
+				Defaults struct {
+					Custom struct {
+						DrawStyle    string `json:"drawStyle"`
+						BarAlignment *int   `json:"barAlignment"`
+					} `json:"custom"`
+				} `json:"defaults"`
+			} `json:"fieldConfig"`
+		} `json:"panels"`
+	}
+	for _, f := range files {
+		if f.Path == filepath.Join("dashboards", dashboards.DeliveryUID+".json") {
+			if err := json.Unmarshal(f.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n := 0
+	for _, p := range d.Panels {
+		if p.Type != "timeseries" || !strings.HasSuffix(p.Title, "per week") {
+			continue
+		}
+		n++
+		c := p.FieldConfig.Defaults.Custom
+		if c.DrawStyle != "bars" || c.BarAlignment == nil || *c.BarAlignment != 1 {
+			t.Errorf("panel %s: drawStyle %q, barAlignment %v; want bars aligned after their time (1)", p.Title, c.DrawStyle, c.BarAlignment)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d weekly time series panels, want 4", n)
 	}
 }

@@ -214,7 +214,8 @@ func doraStat(title, description, unit, sql string, bands *dashboard.ThresholdsC
 	return statPanel(title, description, sql, bands).Unit(unit).NoValue("no data")
 }
 
-// weeklyPanel is a key week by week, the bands drawn behind it.
+// weeklyPanel is a key week by week, the bands drawn behind it, a bar
+// from each Monday to the next.
 func weeklyPanel(title, description, unit, sql string, bands *dashboard.ThresholdsConfigBuilder) *timeseries.PanelBuilder {
 	return timeseries.NewPanelBuilder().
 		Title(title).
@@ -225,6 +226,10 @@ func weeklyPanel(title, description, unit, sql string, bands *dashboard.Threshol
 		Min(0).
 		Height(9).Span(12).
 		DrawStyle(common.GraphDrawStyleBars).
+		// A week's bar starts at its Monday and spans the week: centred on
+		// Monday 00:00 (Grafana's default), the first bar would be cut in half
+		// by the range's start and every bar would straddle two weeks.
+		BarAlignment(common.BarAlignmentAfter).
 		FillOpacity(70).
 		Thresholds(bands).
 		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashedAndArea)).
