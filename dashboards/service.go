@@ -244,6 +244,14 @@ var comparedMetrics = []struct{ name, unit string }{
 	{"request_rate", "reqps"},
 }
 
+// judged is whether the verdict judged metric: it lists it, and with a
+// class other than nodata, whose figures (0) and ratio (1) the judge writes
+// for want of samples and are not measurements.
+func judged(metric string) string {
+	i := `indexOf(c_names, '` + metric + `')`
+	return `(` + i + ` != 0 AND c_classes[` + i + `] != 'nodata')`
+}
+
 // metricFigure is the baseline's or the candidate's figure ("baseline" or
 // "candidate": the median, or the pooled rate for error_rate) of metric in
 // the verdict's body, NULL when the verdict did not judge it. The columns of
@@ -254,12 +262,14 @@ var comparedMetrics = []struct{ name, unit string }{
 // name first, then baseline and candidate before any other object).
 func metricFigure(metric, side string) string {
 	at := `position(c_body, '{"name":"` + metric + `"')`
-	return `if(` + at + ` = 0, NULL, visitParamExtractFloat(visitParamExtractRaw(substring(c_body, ` + at + `), '` + side + `'), 'value'))`
+	return `if(NOT ` + judged(metric) + ` OR ` + at + ` = 0, NULL, ` +
+		`visitParamExtractFloat(visitParamExtractRaw(substring(c_body, ` + at + `), '` + side + `'), 'value'))`
 }
 
 // sqlComparisons sets each recent deploy's baseline and candidate side by
 // side: the comparison, and per metric the two figures and their ratio
-// (candidate ÷ baseline), with the metrics the verdict found harmful.
+// (candidate ÷ baseline), NULL for a metric not judged, with the metrics the
+// verdict found harmful.
 var sqlComparisons = func() string {
 	var b strings.Builder
 	b.WriteString(`SELECT
@@ -272,7 +282,7 @@ var sqlComparisons = func() string {
     arrayStringConcat(arrayFilter(x -> x != '', arrayMap((n, c) -> if(c IN ('high', 'low'), concat(n, ' ', c), ''),
         c_names, c_classes)), ', ') AS harmful`)
 	for _, m := range comparedMetrics {
-		ratio := `if(indexOf(c_names, '` + m.name + `') = 0, NULL, c_ratios[indexOf(c_names, '` + m.name + `')])`
+		ratio := `if(` + judged(m.name) + `, c_ratios[indexOf(c_names, '` + m.name + `')], NULL)`
 		b.WriteString(",\n    " + metricFigure(m.name, "baseline") + " AS " + m.name + "_baseline")
 		b.WriteString(",\n    " + metricFigure(m.name, "candidate") + " AS " + m.name + "_candidate")
 		b.WriteString(",\n    " + ratio + " AS " + m.name + "_ratio")
@@ -289,7 +299,8 @@ func comparisonTable() *table.PanelBuilder {
 		Description("Each recent deploy's verdict with its two sides next to each other: the candidate " +
 			"(the new version: the canary, or the minutes after the deploy) against the baseline (the old version " +
 			"over the same minutes, or the minutes before the deploy), per metric the baseline's and the candidate's " +
-			"figure (median, or pooled error rate) and their ratio; harmful lists the metrics judged high or low.").
+			"figure (median, or pooled error rate) and their ratio, empty for a metric it had too few samples to judge; " +
+			"harmful lists the metrics judged high or low.").
 		Datasource(*clickhouseRef()).
 		Targets(targets(sqlQuery("A", FormatTable, sqlComparisons))).
 		Height(10).Span(24).

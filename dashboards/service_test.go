@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/deploywatch/deploywatch/dashboards"
 	"github.com/deploywatch/deploywatch/internal/seedhistory"
 	"github.com/deploywatch/deploywatch/schema"
@@ -43,6 +45,44 @@ func rowsBy(t *testing.T, rows []map[string]any) map[string]map[string]any {
 		out[id] = row
 	}
 	return out
+}
+
+// insertVerdict writes v into deploy_verdicts as the sink does: its metric
+// columns from its metrics, its body as published.
+func insertVerdict(t *testing.T, ch driver.Conn, v schema.Verdict) {
+	t.Helper()
+	ctx := context.Background()
+	body, err := json.Marshal(&v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names, classes []string
+	var ratios, pValues []float64
+	for _, m := range v.Metrics {
+		names, classes = append(names, m.Name), append(classes, string(m.Class))
+		ratios, pValues = append(ratios, m.Ratio), append(pValues, m.PValue)
+	}
+	batch, err := ch.PrepareBatch(ctx, `INSERT INTO deploy_verdicts (id, deploy_id, service, env, version, previous_version,
+		status, score, final, reason, comparison, evaluated_at, metric_names, metric_classes, metric_ratios, metric_p_values,
+		body, received_at)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Append(v.ID, v.DeployID, v.Service, v.Env, v.Version, v.PreviousVersion, string(v.Status), uint8(v.Score),
+		b2u(v.Final), v.Reason, string(v.Comparison), v.EvaluatedAt.Time, names, classes, ratios, pValues,
+		string(body), v.EvaluatedAt.Time.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatalf("cannot insert verdict %s: %v", v.ID, err)
+	}
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // TestRecentDeploysWithoutAVerdict: a deploy the analysis never judged (a
@@ -112,23 +152,7 @@ func TestCanaryAgainstBaseline(t *testing.T) {
 		EvaluatedAt: schema.At(evaluated.Add(30 * time.Minute)), Comparison: schema.RecoveryVsBaseline,
 		Metrics: []schema.MetricVerdict{{Name: "error_rate", Class: schema.MetricPass, Baseline: schema.Stats{Value: 0.002},
 			Candidate: schema.Stats{Value: 0.002}, Ratio: 1}}}
-	body, err := json.Marshal(&recovery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := s.ch.PrepareBatch(ctx, `INSERT INTO deploy_verdicts (id, deploy_id, service, env, status, score, final, reason,
-		comparison, evaluated_at, metric_names, metric_classes, metric_ratios, metric_p_values, body, received_at)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := batch.Append(recovery.ID, badCanary, service, "production", "healthy", uint8(100), uint8(1), recovery.Reason,
-		string(recovery.Comparison), recovery.EvaluatedAt.Time, []string{"error_rate"}, []string{"pass"}, []float64{1}, []float64{0.8},
-		string(body), recovery.EvaluatedAt.Time); err != nil {
-		t.Fatal(err)
-	}
-	if err := batch.Send(); err != nil {
-		t.Fatal(err)
-	}
+	insertVerdict(t, s.ch, recovery)
 
 	e := expansion{from: s.sum.From, to: s.end, interval: time.Hour,
 		vars: map[string]variable{"env": single("production"), "service": single(service)}}
@@ -162,6 +186,49 @@ func TestCanaryAgainstBaseline(t *testing.T) {
 		t.Errorf("the rolling deploy %s: %v, want before_vs_after with nothing harmful", rolling, row)
 	}
 	f(rolling, "error_rate_ratio", 1.02)
+}
+
+// TestCanaryAgainstBaselineLeavesMetricsWithoutDataEmpty: a metric the
+// verdict could not judge (class nodata) has figures 0 and ratio 1 in the
+// verdict, which are not measurements: the table shows nothing for it,
+// not "0 ms / 0 ms / 1.00×", and the judged metrics beside it as usual.
+func TestCanaryAgainstBaselineLeavesMetricsWithoutDataEmpty(t *testing.T) {
+	s := seed(t, seedhistory.Config{Services: 2, Days: 3, Seed: 3})
+	service := s.sum.Services[0]
+	at := s.end.Add(-time.Hour)
+	v := schema.Verdict{ID: "deploy-nodata:verdict:1", Type: schema.TypeVerdict, DeployID: "deploy-nodata", Service: service,
+		Env: "production", Version: "v9.0.0", PreviousVersion: "v8.0.0", Status: schema.VerdictInconclusive, Score: 50, Final: true,
+		Reason: "too few samples to judge error rate and latency", EvaluatedAt: schema.At(at), Comparison: schema.CanaryVsBaseline,
+		Metrics: []schema.MetricVerdict{
+			{Name: "request_rate", Class: schema.MetricPass, Baseline: schema.Stats{N: 30, Value: 4}, Candidate: schema.Stats{N: 30, Value: 4.4}, Ratio: 1.1, PValue: 0.4},
+			// What the judge writes for a metric without enough samples.
+			{Name: "error_rate", Class: schema.MetricNoData, Ratio: 1, PValue: 1, Note: "no requests on the baseline"},
+			{Name: "latency_p95", Class: schema.MetricNoData, Ratio: 1, PValue: 1, Note: "2 samples, at least 5 needed"},
+			{Name: "latency_p99", Class: schema.MetricNoData, Ratio: 1, PValue: 1, Note: "2 samples, at least 5 needed"},
+		}}
+	insertVerdict(t, s.ch, v)
+
+	e := expansion{from: s.end.Add(-6 * time.Hour), to: s.end, interval: time.Minute,
+		vars: map[string]variable{"env": single("production"), "service": single(service)}}
+	row, ok := rowsBy(t, figureRows(t, s.ch, expand(t, serviceQuery(t, "Canary against baseline"), e)))[v.DeployID]
+	if !ok {
+		t.Fatalf("the table does not list deploy %s", v.DeployID)
+	}
+	for _, m := range []string{"error_rate", "latency_p95", "latency_p99"} {
+		for _, col := range []string{m + "_baseline", m + "_candidate", m + "_ratio"} {
+			if got := num(t, row, col); got != nil {
+				t.Errorf("%s of a metric without data: %v, want null", col, *got)
+			}
+		}
+	}
+	for col, want := range map[string]float64{"request_rate_baseline": 4, "request_rate_candidate": 4.4, "request_rate_ratio": 1.1} {
+		if got := num(t, row, col); !sameFigure(got, &want) {
+			t.Errorf("%s: %s, want %v", col, showFigure(got), want)
+		}
+	}
+	if row["harmful"] != "" {
+		t.Errorf("harmful = %q, want nothing", row["harmful"])
+	}
 }
 
 // TestEnvDefaultsToProduction: every dashboard with an env variable opens on
