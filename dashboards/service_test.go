@@ -87,18 +87,24 @@ func b2u(b bool) uint8 {
 
 // TestRecentDeploysWithoutAVerdict: a deploy the analysis never judged (a
 // failed one) shows no score and no evaluation, not the LEFT JOIN's
-// defaults (score 0, coloured red, and "interim").
+// defaults (score 0, coloured red, and "interim"); a bad deploy rolled back
+// shows its own verdict, not the recovery verdict published after the
+// rollback (final, healthy and newer).
 func TestRecentDeploysWithoutAVerdict(t *testing.T) {
 	s := seed(t, seedhistory.Config{Services: 4, Days: 30, Seed: 1})
 	ctx := context.Background()
-	var service, failedID, judgedID string
+	var service, failedID, judgedID, rolledBackID string
 	if err := s.ch.QueryRow(ctx, `SELECT service, deploy_id FROM deploy_changes WHERE status = 'failed'
 		ORDER BY deploy_id LIMIT 1`).Scan(&service, &failedID); err != nil {
 		t.Fatalf("the seeded history has no failed deploy: %v", err)
 	}
 	if err := s.ch.QueryRow(ctx, `SELECT deploy_id FROM deploy_verdicts WHERE service = ? AND final = 1
-		ORDER BY deploy_id LIMIT 1`, service).Scan(&judgedID); err != nil {
+		AND comparison != 'recovery_vs_baseline' ORDER BY deploy_id LIMIT 1`, service).Scan(&judgedID); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.ch.QueryRow(ctx, `SELECT deploy_id FROM deploy_verdicts WHERE service = ? AND final = 1
+		AND comparison = 'recovery_vs_baseline' AND status = 'healthy' ORDER BY deploy_id LIMIT 1`, service).Scan(&rolledBackID); err != nil {
+		t.Fatalf("the seeded history has no recovery verdict after a rollback of %s: %v", service, err)
 	}
 	e := expansion{from: s.sum.From, to: s.end, interval: time.Hour,
 		vars: map[string]variable{"env": single("production"), "service": single(service)}}
@@ -119,6 +125,14 @@ func TestRecentDeploysWithoutAVerdict(t *testing.T) {
 	if judged["verdict"] == "none" || num(t, judged, "score") == nil || judged["evaluation"] != "final" {
 		t.Errorf("a judged deploy: verdict %v, score %s, evaluation %q; want its verdict, a score, final",
 			judged["verdict"], showFigure(num(t, judged, "score")), judged["evaluation"])
+	}
+	rolledBack, ok := rows[rolledBackID]
+	if !ok {
+		t.Fatalf("Recent deploys does not list the deploy rolled back %s", rolledBackID)
+	}
+	if rolledBack["verdict"] != "bad" || rolledBack["status"] != "rolled_back" || rolledBack["evaluation"] != "final" {
+		t.Errorf("a bad deploy rolled back, then recovered: verdict %v, status %v, evaluation %q; want bad, rolled_back, final",
+			rolledBack["verdict"], rolledBack["status"], rolledBack["evaluation"])
 	}
 }
 

@@ -3,7 +3,8 @@
 // several services over weeks, with deploys (rolling and canary, some failed,
 // some bad, some rolled back), per-minute traffic samples with latency
 // quantiles and histograms (a daily rhythm, noise, regressions after bad
-// deploys), the impact analysis' verdicts, incidents (most linked to a bad
+// deploys), the impact analysis' verdicts (and, after a rollback, its
+// verdict on the service's recovery), incidents (most linked to a bad
 // deploy, some without one, some still open), commits and team labels.
 //
 // It writes the projection tables directly, as columnar batches with named
@@ -59,7 +60,8 @@ func ServiceName(i int) string {
 type Summary struct {
 	Services                                    []string
 	Deploys, Failed, RolledBack, Canaries       int
-	Verdicts, Bad, Marginal, Inconclusive       int
+	Verdicts, Bad, Marginal, Inconclusive       int // the deploys' own final verdicts
+	Recoveries                                  int // recovery verdicts after a rollback, healthy
 	Incidents, OpenIncidents, IncidentsNoDeploy int
 	Samples, Commits, DeploysWithoutCommits     int
 	From, To                                    time.Time
@@ -325,12 +327,12 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 		ratios, pValues                                                            [][]float64
 		body                                                                       []string
 	)
-	add := func(d *deploy, st schema.VerdictStatus, sc int, fin, earlyCall bool, at time.Time) error {
+	verdict := func(d *deploy, st schema.VerdictStatus, sc int, fin, earlyCall bool, at time.Time) schema.Verdict {
 		cmp := schema.BeforeVsAfter
 		if d.strategy == schema.StrategyCanary {
 			cmp = schema.CanaryVsBaseline
 		}
-		v := schema.Verdict{
+		return schema.Verdict{
 			ID: fmt.Sprintf("%s:verdict:%d", d.id, at.Unix()), Type: schema.TypeVerdict,
 			DeployID: d.id, Service: d.service, Env: env, Version: d.version, PreviousVersion: d.previous,
 			Status: st, Score: sc, Final: fin, Early: earlyCall, Reason: reasons[st],
@@ -339,6 +341,8 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 			Candidate: schema.Window{From: schema.At(d.finished), To: schema.At(at)},
 			Metrics:   verdictMetrics(st),
 		}
+	}
+	add := func(v schema.Verdict) error {
 		data, err := json.Marshal(&v)
 		if err != nil {
 			return err
@@ -348,16 +352,16 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 		for i, m := range v.Metrics { // as the sink fills the columns
 			mNames[i], mClasses[i], mRatios[i], mPValues[i] = m.Name, string(m.Class), m.Ratio, m.PValue
 		}
-		id, deployID, service, envs = append(id, v.ID), append(deployID, d.id), append(service, d.service), append(envs, env)
-		version, previous, status = append(version, d.version), append(previous, d.previous), append(status, string(st))
-		score, final, early = append(score, uint8(sc)), append(final, b2u(fin)), append(early, b2u(earlyCall))
-		reason, comparison = append(reason, v.Reason), append(comparison, string(cmp))
-		evaluatedAt = append(evaluatedAt, at)
-		bFrom, bTo = append(bFrom, d.started.Add(-30*time.Minute)), append(bTo, d.started)
-		cFrom, cTo = append(cFrom, d.finished), append(cTo, at)
+		id, deployID, service, envs = append(id, v.ID), append(deployID, v.DeployID), append(service, v.Service), append(envs, v.Env)
+		version, previous, status = append(version, v.Version), append(previous, v.PreviousVersion), append(status, string(v.Status))
+		score, final, early = append(score, uint8(v.Score)), append(final, b2u(v.Final)), append(early, b2u(v.Early))
+		reason, comparison = append(reason, v.Reason), append(comparison, string(v.Comparison))
+		evaluatedAt = append(evaluatedAt, v.EvaluatedAt.Time)
+		bFrom, bTo = append(bFrom, v.Baseline.From.Time), append(bTo, v.Baseline.To.Time)
+		cFrom, cTo = append(cFrom, v.Candidate.From.Time), append(cTo, v.Candidate.To.Time)
 		names, classes = append(names, mNames), append(classes, mClasses)
 		ratios, pValues = append(ratios, mRatios), append(pValues, mPValues)
-		body, receivedAt = append(body, string(data)), append(receivedAt, at.Add(time.Second))
+		body, receivedAt = append(body, string(data)), append(receivedAt, v.EvaluatedAt.Time.Add(time.Second))
 		return nil
 	}
 	for i := range deploys {
@@ -366,7 +370,7 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 			continue
 		}
 		// An interim verdict ten minutes in, then the final one.
-		if err := add(d, schema.VerdictPending, 0, false, false, d.finished.Add(10*time.Minute)); err != nil {
+		if err := add(verdict(d, schema.VerdictPending, 0, false, false, d.finished.Add(10*time.Minute))); err != nil {
 			return err
 		}
 		finalAt := d.finished.Add(30 * time.Minute)
@@ -374,7 +378,7 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 		if earlyCall {
 			finalAt = d.finished.Add(15 * time.Minute)
 		}
-		if err := add(d, d.class, d.score, true, earlyCall, finalAt); err != nil {
+		if err := add(verdict(d, d.class, d.score, true, earlyCall, finalAt)); err != nil {
 			return err
 		}
 		sum.Verdicts++
@@ -385,6 +389,22 @@ func writeVerdicts(ctx context.Context, ch Batcher, deploys []deploy, env string
 			sum.Marginal++
 		case schema.VerdictInconclusive:
 			sum.Inconclusive++
+		}
+		if !d.rolledBackAt.IsZero() {
+			// After the rollback the analysis judges the service's recovery:
+			// the previous version's minutes against the deploy's baseline,
+			// a final verdict newer than the deploy's own, which it does not
+			// replace (the deploy stays bad).
+			at := d.rolledBackAt.Add(3 * time.Minute)
+			v := verdict(d, schema.VerdictHealthy, 100, true, false, at)
+			v.ID = fmt.Sprintf("%s:recovery:%d", d.id, at.Unix())
+			v.Comparison, v.Version = schema.RecoveryVsBaseline, d.previous
+			v.Candidate = schema.Window{From: schema.At(at.Add(-3 * time.Minute)), To: schema.At(at)}
+			v.Reason = "recovered 3m0s after the rollback: " + reasons[schema.VerdictHealthy]
+			if err := add(v); err != nil {
+				return err
+			}
+			sum.Recoveries++
 		}
 	}
 	return insert(ctx, ch, "deploy_verdicts",
