@@ -50,6 +50,15 @@ func clickHouseIn(t *testing.T, tz string) string {
 	return srv.DSN("deploywatch")
 }
 
+func kolkata(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
 // deliveryQueries are the delivery dashboard's queries by panel title.
 func deliveryQueries(t *testing.T) map[string]string {
 	t.Helper()
@@ -154,9 +163,10 @@ func intFigure(n int) *float64 { f := float64(n); return &f }
 // store.Dora (GET /api/v1/dora, the weekly report) says for the same weeks:
 // deploy frequency and days, lead time p50 and p90, change failure rate,
 // time to restore p50 and p90. The server's timezone is not UTC (Asia/Kolkata,
-// +05:30), so a date converted in the server's timezone would show; the
-// weekly panels' range starts on a Thursday afternoon, and their first bar
-// still counts its whole week, as the API does.
+// +05:30), so a date converted in the server's timezone would show: the
+// weekly panels' range starts on the first week's Sunday at 19:00 UTC, which
+// is already Monday on the server, and their first bar still counts that
+// whole week (Monday to Sunday, UTC), as the API does; no bar comes before it.
 func TestDeliveryFiguresMatchTheAPI(t *testing.T) {
 	end := time.Date(2026, 11, 19, 15, 0, 0, 0, time.UTC) // a Thursday
 	s := seedOn(t, clickHouseIn(t, "Asia/Kolkata"), seedhistory.Config{Services: 3, Days: 45, End: end, Seed: 4})
@@ -187,8 +197,17 @@ func TestDeliveryFiguresMatchTheAPI(t *testing.T) {
 		}
 	}
 
-	// Week by week, from Thursday of the first week.
-	from := weeks[0].WeekStart.Add(3*24*time.Hour + 14*time.Hour)
+	// Week by week, from Sunday 19:00 UTC of the first week (Monday 00:30
+	// in Kolkata): a Monday taken in the server's timezone would be the
+	// next one, and the first week would lose its days.
+	from := weeks[0].WeekStart.Add(6*24*time.Hour + 19*time.Hour)
+	if from.Weekday() != time.Sunday || from.In(kolkata(t)).Weekday() != time.Monday {
+		t.Fatalf("the range starts %s (%s in Kolkata), want a Sunday in UTC that is a Monday there", from, from.In(kolkata(t)))
+	}
+	apiWeek := map[time.Time]bool{}
+	for _, w := range weeks {
+		apiWeek[w.WeekStart] = true
+	}
 	byWeek := func(panel string) map[time.Time]map[string]any {
 		t.Helper()
 		out := map[time.Time]map[string]any{}
@@ -199,6 +218,11 @@ func TestDeliveryFiguresMatchTheAPI(t *testing.T) {
 			}
 			if at.Weekday() != time.Monday || !at.Equal(at.UTC().Truncate(24*time.Hour)) {
 				t.Errorf("panel %s: a bar at %s (%s UTC), want Mondays 00:00 UTC", panel, at, at.UTC())
+			}
+			if !apiWeek[at.UTC()] {
+				t.Errorf("panel %s: a bar for the week of %s, which is not one of the API's weeks (%s to %s)",
+					panel, at.UTC().Format(time.DateOnly), weeks[0].WeekStart.Format(time.DateOnly),
+					weeks[len(weeks)-1].WeekStart.Format(time.DateOnly))
 			}
 			out[at.UTC()] = row
 		}
