@@ -119,8 +119,12 @@ const (
     GROUP BY deploy_id
 )`
 
-	// serviceVerdicts is each deploy's latest verdict, as latest_verdicts
-	// folds them (a final verdict wins, then the newest), without its body.
+	// serviceVerdicts is the latest verdict of each deploy in the time range,
+	// as latest_verdicts folds them (a final verdict wins, then the newest),
+	// without its body. They are picked by the deploys' ids, not by when they
+	// were evaluated: a deploy listed for its rollback in the range was judged
+	// before the range began. deploy_verdicts is keyed by deploy_id, so the
+	// IN reads only those deploys' rows.
 	serviceVerdicts = `(
     SELECT
         deploy_id,
@@ -129,7 +133,8 @@ const (
         argMax(final, (final, evaluated_at))  AS v_final,
         argMax(reason, (final, evaluated_at)) AS v_reason
     FROM deploy_verdicts
-    WHERE deploy_id != '' AND comparison != 'recovery_vs_baseline' AND ` + serviceFilter + ` AND evaluated_at >= $__fromTime
+    WHERE deploy_id IN (SELECT deploy_id FROM deploy_changes WHERE ` + serviceFilter + ` AND $__timeFilter(event_time))
+        AND comparison != 'recovery_vs_baseline' AND ` + serviceFilter + `
     GROUP BY deploy_id
 )`
 

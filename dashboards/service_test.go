@@ -136,6 +136,38 @@ func TestRecentDeploysWithoutAVerdict(t *testing.T) {
 	}
 }
 
+// TestRecentDeploysKeepTheirVerdictWhenTheRangeStartsAfterIt: a deploy
+// listed because its rollback is in the time range shows its verdict, which
+// came before the range's start (between the verdict and the rollback).
+func TestRecentDeploysKeepTheirVerdictWhenTheRangeStartsAfterIt(t *testing.T) {
+	s := seed(t, seedhistory.Config{Services: 2, Days: 7, Seed: 6})
+	ctx := context.Background()
+	var service, id string
+	var judgedAt time.Time
+	if err := s.ch.QueryRow(ctx, `SELECT service, deploy_id, evaluated_at FROM deploy_verdicts
+		WHERE status = 'bad' AND final = 1 AND comparison != 'recovery_vs_baseline'
+		AND deploy_id IN (SELECT deploy_id FROM deploy_changes WHERE status = 'rolled_back')
+		ORDER BY evaluated_at DESC LIMIT 1`).Scan(&service, &id, &judgedAt); err != nil {
+		t.Fatalf("the seeded history has no bad deploy rolled back: %v", err)
+	}
+	var rolledBack time.Time
+	if err := s.ch.QueryRow(ctx, `SELECT event_time FROM deploy_changes WHERE deploy_id = ? AND status = 'rolled_back'`,
+		id).Scan(&rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	from := judgedAt.Add(rolledBack.Sub(judgedAt) / 2)
+	e := expansion{from: from, to: s.end, interval: time.Minute,
+		vars: map[string]variable{"env": single("production"), "service": single(service)}}
+	row, ok := rowsBy(t, figureRows(t, s.ch, expand(t, serviceQuery(t, "Recent deploys"), e)))[id]
+	if !ok {
+		t.Fatalf("Recent deploys from %s does not list %s, rolled back at %s", from, id, rolledBack)
+	}
+	if row["verdict"] != "bad" || num(t, row, "score") == nil || row["evaluation"] != "final" {
+		t.Errorf("deploy %s judged at %s, range from %s: verdict %v, score %s, evaluation %q; want bad, its score, final",
+			id, judgedAt, from, row["verdict"], showFigure(num(t, row, "score")), row["evaluation"])
+	}
+}
+
 // TestCanaryAgainstBaseline reads the comparison table of a service: per
 // deploy its comparison and, per metric, the baseline's and the
 // candidate's figures and their ratio, as the verdict published them; a
