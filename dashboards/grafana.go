@@ -16,7 +16,7 @@ import (
 )
 
 // Grafana creates and updates dashboards through Grafana's HTTP API
-// (/api/folders, /api/dashboards/db), authenticated with a service account
+// (/api/folders, /api/search, /api/dashboards/db), authenticated with a service account
 // token. The token is sent only in the Authorization header and never
 // appears in an error.
 type Grafana struct {
@@ -84,13 +84,119 @@ func (g *Grafana) EnsureFolder(ctx context.Context, title string) (string, error
 	return created.UID, nil
 }
 
+// PushAll creates or updates ds in the folder folderUID, after checking
+// with TitleConflicts that none would be saved over another dashboard:
+// when one would, it pushes nothing and returns a *TitleConflictError. The
+// results are those of the dashboards pushed, in order, up to an error.
+func (g *Grafana) PushAll(ctx context.Context, ds []dashboard.Dashboard, folderUID string) ([]PushResult, error) {
+	if err := g.TitleConflicts(ctx, ds, folderUID); err != nil {
+		return nil, err
+	}
+	var out []PushResult
+	for _, d := range ds {
+		res, err := g.Push(ctx, d, folderUID)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// searchHit is one dashboard of Grafana's GET /api/search.
+type searchHit struct {
+	UID       string `json:"uid"`
+	Title     string `json:"title"`
+	URL       string `json:"url"`
+	Type      string `json:"type"`
+	FolderUID string `json:"folderUid"`
+}
+
+// TitleConflicts looks up the titles of ds in the folder folderUID (Grafana's
+// search API) and returns a *TitleConflictError naming every dashboard there
+// that has the title of one of ds and another uid: Grafana, matching by
+// title within a folder, would save ours over it under its uid. Grafana
+// compares slugs (older versions) or titles (newer ones, case-insensitively
+// on MySQL): both count here. The hits' folderUid is checked too, so a
+// Grafana that ignores folderUIDs (it came after folderIds) still gives the
+// right answer.
+func (g *Grafana) TitleConflicts(ctx context.Context, ds []dashboard.Dashboard, folderUID string) error {
+	var conflicts []TitleConflict
+	for _, d := range ds {
+		if d.Title == nil || d.Uid == nil {
+			continue
+		}
+		q := url.Values{"type": {"dash-db"}, "query": {*d.Title}, "limit": {"5000"}}
+		if folderUID != "" {
+			q.Set("folderUIDs", folderUID)
+		}
+		var hits []searchHit
+		if err := g.call(ctx, http.MethodGet, "/api/search?"+q.Encode(), nil, &hits); err != nil {
+			return fmt.Errorf("cannot look up dashboards titled %q in the Grafana folder %s: %w", *d.Title, folderUID, err)
+		}
+		for _, h := range hits {
+			if h.UID == *d.Uid || (h.Type != "" && h.Type != "dash-db") || h.FolderUID != folderUID {
+				continue
+			}
+			if strings.EqualFold(h.Title, *d.Title) || slugify(h.Title) == slugify(*d.Title) {
+				conflicts = append(conflicts, TitleConflict{UID: *d.Uid, Title: *d.Title,
+					ExistingUID: h.UID, ExistingTitle: h.Title, ExistingURL: g.URLOf(h.URL)})
+			}
+		}
+	}
+	if len(conflicts) > 0 {
+		return &TitleConflictError{FolderUID: folderUID, Conflicts: conflicts}
+	}
+	return nil
+}
+
+var slugUnsafe = regexp.MustCompile(`[^\p{L}\p{N}]+`)
+
+// slugify is near enough Grafana's slug of a title: lower case, runs of
+// anything but letters and digits one '-'.
+func slugify(title string) string {
+	return strings.Trim(slugUnsafe.ReplaceAllString(strings.ToLower(title), "-"), "-")
+}
+
+// TitleConflict is a dashboard of ours and one in the folder with its title.
+type TitleConflict struct {
+	UID, Title                              string // ours
+	ExistingUID, ExistingTitle, ExistingURL string // the one in the folder
+}
+
+// TitleConflictError is the folder holding dashboards that Grafana would
+// save ours over: nothing was pushed.
+type TitleConflictError struct {
+	FolderUID string
+	Conflicts []TitleConflict
+}
+
+func (e *TitleConflictError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cannot push the dashboards into the Grafana folder %s: ", e.FolderUID)
+	for i, c := range e.Conflicts {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "it already has a dashboard titled %q with uid %s (%s), which Grafana would overwrite with %s, keeping its uid",
+			c.ExistingTitle, c.ExistingUID, c.ExistingURL, c.UID)
+	}
+	if len(e.Conflicts) == 1 {
+		b.WriteString(": delete that dashboard or rename it, then push again (nothing was pushed)")
+	} else {
+		b.WriteString(": delete those dashboards or rename them, then push again (nothing was pushed)")
+	}
+	return b.String()
+}
+
 // Push creates or updates d in the folder folderUID ("" is General). Grafana
 // keys dashboards by uid: pushing again updates the same dashboard.
 //
 // Grafana also matches a dashboard by its title within the folder: with
 // overwrite, a dashboard of the same title (slug) and another uid is
 // overwritten and keeps its own uid, so d would not be at /d/<its uid>.
-// Push then returns a *TakenOverError naming that dashboard.
+// PushAll checks for one first; should one appear meanwhile (or escape the
+// search), Push returns a *TakenOverError naming it, after the fact.
 func (g *Grafana) Push(ctx context.Context, d dashboard.Dashboard, folderUID string) (PushResult, error) {
 	d.Id = nil // Grafana finds the dashboard by uid; an id from elsewhere would not match
 	body := map[string]any{
@@ -158,8 +264,6 @@ func (e *GrafanaError) Error() string {
 		hint = ": the token's service account needs the Editor role (or dashboards and folders write permissions)"
 	case http.StatusNotFound:
 		hint = ": check --grafana-url (Grafana's base URL, without /api)"
-	case http.StatusPreconditionFailed:
-		hint = ": a dashboard with the same title exists in the folder under another uid; rename or delete it"
 	case http.StatusBadRequest:
 		if strings.Contains(strings.ToLower(e.Message), "provisioned") {
 			hint = ": Grafana provisions this dashboard from files (its provisioning/dashboards), and a provisioned " +

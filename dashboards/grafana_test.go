@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +26,8 @@ import (
 // version; without overwrite an existing uid is 412), a dashboard's title
 // (its slug) unique within its folder: without overwrite another dashboard
 // of the same title is 412, with overwrite Grafana saves over that one and
-// it keeps its uid. Dashboards provisioned from files cannot be saved (400).
+// it keeps its uid. Its search (/api/search) finds dashboards by a part of
+// their title, in the folders asked for. Dashboards provisioned from files cannot be saved (400).
 // Answers name a dashboard's url with Grafana's sub-path, /d/<uid>/<slug>.
 type fakeGrafana struct {
 	token   string
@@ -91,6 +95,27 @@ func (g *fakeGrafana) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.folders[req.UID] = req.Title
 		answer(http.StatusOK, map[string]any{"uid": req.UID, "title": req.Title})
+	case r.Method == http.MethodGet && path == "/api/search":
+		// As Grafana's search: the query matches titles that contain it,
+		// case-insensitively; folderUIDs (repeatable) and type narrow it.
+		q := r.URL.Query()
+		query, folders, typ := strings.ToLower(q.Get("query")), q["folderUIDs"], q.Get("type")
+		hits := []map[string]any{}
+		if typ == "" || typ == "dash-db" {
+			for uid, d := range g.dashboards {
+				if !strings.Contains(strings.ToLower(d.title), query) || (len(folders) > 0 && !slices.Contains(folders, d.folder)) {
+					continue
+				}
+				hit := map[string]any{"id": len(hits) + 1, "uid": uid, "title": d.title, "uri": "db/" + slug(d.title),
+					"url": g.subPath + "/d/" + uid + "/" + slug(d.title), "slug": "", "type": "dash-db", "tags": []string{},
+					"isStarred": false, "sortMeta": 0}
+				if d.folder != "" {
+					hit["folderUid"], hit["folderTitle"], hit["folderUrl"] = d.folder, g.folders[d.folder], g.subPath+"/dashboards/f/"+d.folder+"/"
+				}
+				hits = append(hits, hit)
+			}
+		}
+		answer(http.StatusOK, hits)
 	case r.Method == http.MethodPost && path == "/api/dashboards/db":
 		var req struct {
 			Dashboard map[string]any `json:"dashboard"`
@@ -267,6 +292,68 @@ func TestPushRefusesADashboardItWasSavedOver(t *testing.T) {
 	res, err := g.Push(context.Background(), delivery, "deploywatch")
 	if err != nil || res.UID != dashboards.DeliveryUID || g.URLOf(res.URL) != srv.URL+"/grafana/d/"+dashboards.DeliveryUID+"/"+slug(*delivery.Title) {
 		t.Fatalf("push after deleting it: %+v, %v", res, err)
+	}
+}
+
+// TestPushAllWritesNothingOverADashboardOfTheSameTitle: when the folder
+// has a dashboard titled as one of ours under another uid, PushAll finds it
+// before it writes anything, names it and says what to do; Grafana's answers
+// would otherwise have shown it only after saving over it, with the
+// dashboards before it already updated.
+func TestPushAllWritesNothingOverADashboardOfTheSameTitle(t *testing.T) {
+	fake, srv := newFakeGrafana(t, "tok")
+	fake.subPath = "/grafana"
+	fake.folders["deploywatch"] = "deploywatch"
+	fake.folders["other"] = "other"
+	ds, err := dashboards.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ds[len(ds)-1] // after every other one: none of them may be written
+	fake.dashboards["h4nd3"] = storedDashboard{folder: "deploywatch", title: *last.Title, version: 4}
+	// Not conflicts: the same title in another folder, a title that only
+	// contains ours.
+	fake.dashboards["elsewhere"] = storedDashboard{folder: "other", title: *ds[0].Title, version: 1}
+	fake.dashboards["longer"] = storedDashboard{folder: "deploywatch", title: *ds[0].Title + " (old)", version: 1}
+	before := maps.Clone(fake.dashboards)
+	g := &dashboards.Grafana{URL: srv.URL + "/grafana", Token: "tok"}
+
+	res, err := g.PushAll(context.Background(), ds, "deploywatch")
+	var conflict *dashboards.TitleConflictError
+	if !errors.As(err, &conflict) || len(res) != 0 {
+		t.Fatalf("PushAll into a folder with a dashboard titled %q: %v, %v; want a TitleConflictError", *last.Title, res, err)
+	}
+	wantURL := srv.URL + "/grafana/d/h4nd3/" + slug(*last.Title)
+	want := dashboards.TitleConflict{UID: *last.Uid, Title: *last.Title, ExistingUID: "h4nd3", ExistingTitle: *last.Title, ExistingURL: wantURL}
+	if len(conflict.Conflicts) != 1 || conflict.Conflicts[0] != want {
+		t.Errorf("conflicts %+v, want only %+v", conflict.Conflicts, want)
+	}
+	for _, w := range []string{*last.Title, "h4nd3", wantURL, "delete", "rename", "nothing was pushed"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the error does not say %q: %s", w, err)
+		}
+	}
+	for _, req := range fake.requests {
+		if strings.HasPrefix(req, "POST ") {
+			t.Errorf("PushAll wrote to Grafana despite the conflict: %s", req)
+		}
+	}
+	if !reflect.DeepEqual(fake.dashboards, before) {
+		t.Errorf("the dashboards changed: %v, were %v", fake.dashboards, before)
+	}
+
+	// Renamed, it is no longer in the way: every dashboard lands on its uid.
+	d := fake.dashboards["h4nd3"]
+	d.title = "hand-made copy"
+	fake.dashboards["h4nd3"] = d
+	res, err = g.PushAll(context.Background(), ds, "deploywatch")
+	if err != nil || len(res) != len(ds) {
+		t.Fatalf("PushAll after the rename: %v, %v", res, err)
+	}
+	for i, r := range res {
+		if r.UID != *ds[i].Uid {
+			t.Errorf("dashboard %s pushed as %s", *ds[i].Uid, r.UID)
+		}
 	}
 }
 

@@ -82,8 +82,8 @@ func dashboardsPushCommand(stdout io.Writer) *ffcli.Command {
 		LongHelp: "Creates the folder --folder (found by title, created when missing) and creates or\n" +
 			"updates every dashboard in it (POST /api/dashboards/db with overwrite): Grafana keys\n" +
 			"them by their fixed uids, so pushing again updates them in place. A dashboard of the\n" +
-			"same title and another uid in the folder stops the push (Grafana would save over it\n" +
-			"and keep its uid): delete or rename it. The dashboards'\n" +
+			"same title and another uid in the folder stops the push before anything is written\n" +
+			"(Grafana would save over it and keep its uid): delete or rename it. The dashboards'\n" +
 			"datasource variables pick any ClickHouse and Prometheus datasource of the Grafana\n" +
 			"instance; they start on the ones `dashboards generate` provisions.",
 		FlagSet: fs,
@@ -123,14 +123,11 @@ func pushDashboards(ctx context.Context, stdout io.Writer, g *dashboards.Grafana
 	if err != nil {
 		return err
 	}
-	for _, d := range ds {
-		res, err := g.Push(ctx, d, folderUID)
-		if err != nil {
-			return err
-		}
+	results, err := g.PushAll(ctx, ds, folderUID)
+	for i, res := range results {
 		// res.URL starts with Grafana's sub-path (/grafana/d/...), which
 		// --grafana-url ends with: resolved, not appended.
-		fmt.Fprintf(stdout, "%s %s (version %d) %s\n", res.Status, *d.Uid, res.Version, g.URLOf(res.URL))
+		fmt.Fprintf(stdout, "%s %s (version %d) %s\n", res.Status, *ds[i].Uid, res.Version, g.URLOf(res.URL))
 	}
-	return nil
+	return err
 }

@@ -99,6 +99,8 @@ func TestDashboardsPushTwiceUpdates(t *testing.T) {
 			json.NewDecoder(r.Body).Decode(&f)
 			folders[f["uid"]] = f["title"]
 			json.NewEncoder(w).Encode(f)
+		case "/api/search": // no dashboard of another uid in the folder
+			json.NewEncoder(w).Encode([]map[string]any{})
 		case "/api/dashboards/db":
 			var req struct {
 				Dashboard struct{ UID string }
