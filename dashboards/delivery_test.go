@@ -360,3 +360,46 @@ func TestWeeklyBarsSpanTheirWeek(t *testing.T) {
 		t.Errorf("%d weekly time series panels, want 4", n)
 	}
 }
+
+// TestEveryBarPanelSpansItsPeriod: a bar is a day's or a week's count, drawn
+// from its start; centred on it, Grafana would clip the first bar at the
+// range's start. Every bar panel of every dashboard is aligned so.
+func TestEveryBarPanelSpansItsPeriod(t *testing.T) {
+	files, err := dashboards.Generate(dashboards.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if !strings.HasPrefix(f.Path, "dashboards"+string(filepath.Separator)) {
+			continue
+		}
+		var d struct {
+			Panels []struct {
+				Title       string `json:"title"`
+				FieldConfig struct {
+					Defaults struct {
+						Custom struct {
+							DrawStyle    string `json:"drawStyle"`
+							BarAlignment *int   `json:"barAlignment"`
+						} `json:"custom"`
+					} `json:"defaults"`
+				} `json:"fieldConfig"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(f.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Panels {
+			if c := p.FieldConfig.Defaults.Custom; c.DrawStyle == "bars" {
+				n++
+				if c.BarAlignment == nil || *c.BarAlignment != 1 {
+					t.Errorf("%s: panel %s draws bars with barAlignment %v; want 1, after their time", f.Path, p.Title, c.BarAlignment)
+				}
+			}
+		}
+	}
+	if n < 6 {
+		t.Errorf("found %d bar panels, want the 4 weekly DORA ones and the fleet's daily ones", n)
+	}
+}

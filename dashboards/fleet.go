@@ -182,6 +182,7 @@ func barsPanel(title, sql string) *timeseries.PanelBuilder {
 		Interval("1d").
 		Height(8).Span(12).
 		DrawStyle(common.GraphDrawStyleBars).
+		BarAlignment(common.BarAlignmentAfter). // a day's bar spans its day, not centred on midnight
 		FillOpacity(80).
 		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).
 		Decimals(0).
