@@ -316,67 +316,29 @@ func TestDeliveryStatsShowNoDataForAnEmptyRange(t *testing.T) {
 	}
 }
 
-// TestWeeklyBarsSpanTheirWeek: the weekly panels' bars are drawn from their
-// Monday on (barAlignment "after", 1), not centred on Monday 00:00, where
-// Grafana cuts the first one in half at the range's start.
-func TestWeeklyBarsSpanTheirWeek(t *testing.T) {
-	files, err := dashboards.Generate(dashboards.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d struct {
-		Panels []struct {
-			Title       string `json:"title"`
-			Type        string `json:"type"`
-			FieldConfig struct {
-				Defaults struct {
-					Custom struct {
-						DrawStyle    string `json:"drawStyle"`
-						BarAlignment *int   `json:"barAlignment"`
-					} `json:"custom"`
-				} `json:"defaults"`
-			} `json:"fieldConfig"`
-		} `json:"panels"`
-	}
-	for _, f := range files {
-		if f.Path == filepath.Join("dashboards", dashboards.DeliveryUID+".json") {
-			if err := json.Unmarshal(f.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	n := 0
-	for _, p := range d.Panels {
-		if p.Type != "timeseries" || !strings.HasSuffix(p.Title, "per week") {
-			continue
-		}
-		n++
-		c := p.FieldConfig.Defaults.Custom
-		if c.DrawStyle != "bars" || c.BarAlignment == nil || *c.BarAlignment != 1 {
-			t.Errorf("panel %s: drawStyle %q, barAlignment %v; want bars aligned after their time (1)", p.Title, c.DrawStyle, c.BarAlignment)
-		}
-	}
-	if n != 4 {
-		t.Errorf("%d weekly time series panels, want 4", n)
-	}
+// drawnPanel is how a generated panel draws its series.
+type drawnPanel struct {
+	dashboard, title, kind, drawStyle string
+	barAlignment                      *int
 }
 
-// TestEveryBarPanelSpansItsPeriod: a bar is a day's or a week's count, drawn
-// from its start; centred on it, Grafana would clip the first bar at the
-// range's start. Every bar panel of every dashboard is aligned so.
-func TestEveryBarPanelSpansItsPeriod(t *testing.T) {
+// drawnPanels reads every panel of every generated dashboard.
+func drawnPanels(t *testing.T) []drawnPanel {
+	t.Helper()
 	files, err := dashboards.Generate(dashboards.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var out []drawnPanel
 	for _, f := range files {
 		if !strings.HasPrefix(f.Path, "dashboards"+string(filepath.Separator)) {
 			continue
 		}
 		var d struct {
+			UID    string `json:"uid"`
 			Panels []struct {
 				Title       string `json:"title"`
+				Type        string `json:"type"`
 				FieldConfig struct {
 					Defaults struct {
 						Custom struct {
@@ -391,12 +353,44 @@ func TestEveryBarPanelSpansItsPeriod(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range d.Panels {
-			if c := p.FieldConfig.Defaults.Custom; c.DrawStyle == "bars" {
-				n++
-				if c.BarAlignment == nil || *c.BarAlignment != 1 {
-					t.Errorf("%s: panel %s draws bars with barAlignment %v; want 1, after their time", f.Path, p.Title, c.BarAlignment)
-				}
-			}
+			c := p.FieldConfig.Defaults.Custom
+			out = append(out, drawnPanel{d.UID, p.Title, p.Type, c.DrawStyle, c.BarAlignment})
+		}
+	}
+	return out
+}
+
+// TestWeeklyBarsSpanTheirWeek: the weekly panels' bars are drawn from their
+// Monday on (barAlignment "after", 1), not centred on Monday 00:00, where
+// Grafana cuts the first one in half at the range's start.
+func TestWeeklyBarsSpanTheirWeek(t *testing.T) {
+	n := 0
+	for _, p := range drawnPanels(t) {
+		if p.dashboard != dashboards.DeliveryUID || p.kind != "timeseries" || !strings.HasSuffix(p.title, "per week") {
+			continue
+		}
+		n++
+		if p.drawStyle != "bars" || p.barAlignment == nil || *p.barAlignment != 1 {
+			t.Errorf("panel %s: drawStyle %q, barAlignment %v; want bars aligned after their time (1)", p.title, p.drawStyle, p.barAlignment)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d weekly time series panels, want 4", n)
+	}
+}
+
+// TestEveryBarPanelSpansItsPeriod: a bar is a day's or a week's count, drawn
+// from its start; centred on it, Grafana would clip the first bar at the
+// range's start. Every bar panel of every dashboard is aligned so.
+func TestEveryBarPanelSpansItsPeriod(t *testing.T) {
+	n := 0
+	for _, p := range drawnPanels(t) {
+		if p.drawStyle != "bars" {
+			continue
+		}
+		n++
+		if p.barAlignment == nil || *p.barAlignment != 1 {
+			t.Errorf("%s: panel %s draws bars with barAlignment %v; want 1, after their time", p.dashboard, p.title, p.barAlignment)
 		}
 	}
 	if n < 6 {

@@ -68,18 +68,7 @@ WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
 GROUP BY week_start
 ORDER BY time`
 
-	sqlLeadTime = `SELECT
-    ` + weekTime + `,
-    ` + percentile("l_sorted", 0.5) + ` AS median,
-    ` + percentile("l_sorted", 0.9) + ` AS p90
-FROM
-(
-    SELECT week_start, arraySort(groupArray(lead_time_s)) AS l_sorted
-    FROM dora_lead_times
-    WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
-    GROUP BY week_start
-)
-ORDER BY time`
+	sqlLeadTime = weeklyMedianAndP90("dora_lead_times", "lead_time_s", "finished_at")
 
 	sqlChangeFailureRate = `SELECT
     ` + weekTime + `,
@@ -89,18 +78,7 @@ WHERE ` + doraFilter + ` AND ` + fromMonday("finished_at") + `
 GROUP BY week_start
 ORDER BY time`
 
-	sqlTimeToRestore = `SELECT
-    ` + weekTime + `,
-    ` + percentile("r_sorted", 0.5) + ` AS median,
-    ` + percentile("r_sorted", 0.9) + ` AS p90
-FROM
-(
-    SELECT week_start, arraySort(groupArray(restore_s)) AS r_sorted
-    FROM dora_restores
-    WHERE ` + doraFilter + ` AND ` + fromMonday("resolved_at") + `
-    GROUP BY week_start
-)
-ORDER BY time`
+	sqlTimeToRestore = weeklyMedianAndP90("dora_restores", "restore_s", "resolved_at")
 
 	sqlDeploysPerWeek = `SELECT sum(reached_production) / ` + rangeWeeks + ` AS deploys_per_week
 FROM dora_deploys
@@ -140,6 +118,24 @@ WHERE failure = 1 AND ` + doraFilter + ` AND $__timeFilter(finished_at)
 ORDER BY finished DESC
 LIMIT 100`
 )
+
+// weeklyMedianAndP90 is the median and 90th percentile of column of view per
+// week, from the Monday of the range's first week (the weeks counted by
+// timeColumn, the view's week_start), as store.Dora computes them.
+func weeklyMedianAndP90(view, column, timeColumn string) string {
+	return `SELECT
+    ` + weekTime + `,
+    ` + percentile("sorted", 0.5) + ` AS median,
+    ` + percentile("sorted", 0.9) + ` AS p90
+FROM
+(
+    SELECT week_start, arraySort(groupArray(` + column + `)) AS sorted
+    FROM ` + view + `
+    WHERE ` + doraFilter + ` AND ` + fromMonday(timeColumn) + `
+    GROUP BY week_start
+)
+ORDER BY time`
+}
 
 // Band colours, best first.
 const (
