@@ -22,12 +22,7 @@ test:
 ## fuzz: run every fuzz target of every package for FUZZTIME (default 5s); a crasher is kept in the package's testdata/fuzz/
 FUZZTIME ?= 5s
 fuzz:
-	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
-		for target in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
-			echo "fuzz $$dir $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$dir; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 ## bench: the end-to-end pipeline benchmark against its ClickHouse ceiling
 bench:
