@@ -208,26 +208,19 @@ type githubPayload struct {
 		LogURL      string `json:"log_url"`
 	} `json:"deployment_status"`
 	WorkflowRun struct {
-		ID           int64      `json:"id"`
-		Name         string     `json:"name"`
-		HeadSHA      string     `json:"head_sha"`
-		HeadBranch   string     `json:"head_branch"`
-		Status       string     `json:"status"`
-		Conclusion   string     `json:"conclusion"`
-		RunAttempt   int64      `json:"run_attempt"`
-		RunStartedAt string     `json:"run_started_at"`
-		CreatedAt    string     `json:"created_at"`
-		UpdatedAt    string     `json:"updated_at"`
-		HTMLURL      string     `json:"html_url"`
-		Actor        githubUser `json:"actor"`
-		HeadCommit   *struct {
-			ID        string `json:"id"`
-			Message   string `json:"message"`
-			Timestamp string `json:"timestamp"`
-			Author    struct {
-				Name string `json:"name"`
-			} `json:"author"`
-		} `json:"head_commit"`
+		ID           int64          `json:"id"`
+		Name         string         `json:"name"`
+		HeadSHA      string         `json:"head_sha"`
+		HeadBranch   string         `json:"head_branch"`
+		Status       string         `json:"status"`
+		Conclusion   string         `json:"conclusion"`
+		RunAttempt   int64          `json:"run_attempt"`
+		RunStartedAt string         `json:"run_started_at"`
+		CreatedAt    string         `json:"created_at"`
+		UpdatedAt    string         `json:"updated_at"`
+		HTMLURL      string         `json:"html_url"`
+		Actor        githubUser     `json:"actor"`
+		HeadCommit   *webhookCommit `json:"head_commit"`
 	} `json:"workflow_run"`
 	Workflow struct {
 		Name string `json:"name"`

@@ -74,14 +74,7 @@ type gitlabPayload struct {
 		FinishedAt string `json:"finished_at"`
 		URL        string `json:"url"`
 	} `json:"object_attributes"`
-	Commit struct {
-		ID        string `json:"id"`
-		Message   string `json:"message"`
-		Timestamp string `json:"timestamp"`
-		Author    struct {
-			Name string `json:"name"`
-		} `json:"author"`
-	} `json:"commit"`
+	Commit webhookCommit `json:"commit"`
 	Builds []struct {
 		Name        string `json:"name"`
 		Status      string `json:"status"`
